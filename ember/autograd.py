@@ -1,0 +1,241 @@
+"""Reverse-mode automatic differentiation: the Function base class and the engine.
+
+How a backward pass runs (follow it from ``loss.backward()``):
+
+1. ``Function.apply`` runs an op's ``forward`` on raw arrays and, when grad mode is
+   on and some input requires a gradient, links the op into the graph: the output
+   tensor points to the Function (``grad_fn``), and the Function points to where
+   each input's gradient must go (``next``: the input's own ``grad_fn``, or the
+   input tensor itself when it is a leaf, or None).
+2. ``backward(root)`` sorts the Functions reachable from the root (iteratively, so
+   a chain of 10,000 ops is fine), then visits them in reverse topological order:
+   each receives the sum of the gradients flowing into its output, calls its
+   ``backward(gy)``, and hands one gradient to each input.
+3. Leaves accumulate into ``tensor.grad``. Unless ``retain_graph=True`` every
+   visited Function drops its saved arrays, and a later backward through it raises.
+
+Functions point only to earlier Functions and to leaves, never to their outputs, so
+an intermediate tensor (and its array) is freed as soon as nothing else refers to it.
+"""
+from __future__ import annotations
+
+import functools
+
+from ember.errors import DTypeError, GraphError, ShapeError
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """True when ops record the graph for backward."""
+    return _grad_enabled
+
+
+class _GradMode:
+    """Context manager and decorator that sets grad mode and restores it on exit."""
+
+    mode = True
+
+    def __enter__(self):
+        global _grad_enabled
+        self._prev = _grad_enabled
+        _grad_enabled = self.mode
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+    def __call__(self, func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Disable graph recording: ``with ember.no_grad(): ...`` or ``@ember.no_grad()``."""
+
+    mode = False
+
+
+class enable_grad(_GradMode):
+    """Re-enable graph recording inside a ``no_grad`` block."""
+
+    mode = True
+
+
+class Function:
+    """One differentiable primitive.
+
+    Subclasses implement ``forward(self, *arrays, **attrs) -> array`` on raw NumPy or
+    CuPy arrays, storing on ``self`` only what backward needs, and
+    ``backward(self, gy) -> gradient or tuple of gradients``, one per input (None
+    where ``self.needs_input_grad[i]`` is False or no gradient exists). Each gradient
+    must have exactly its input's shape and dtype; the engine checks that.
+    """
+
+    needs_input_grad: tuple = ()
+
+    def forward(self, *arrays, **attrs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **attrs):
+        """Run the op on tensors and record it in the graph when needed.
+
+        ``inputs`` are Tensors; ``attrs`` are non-differentiable settings passed to
+        ``forward`` as keyword arguments.
+        """
+        from ember.tensor import Tensor
+
+        fn = cls()
+        record = _grad_enabled and any(t.requires_grad for t in inputs)
+        if record:
+            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
+        y = fn.forward(*[t.data for t in inputs], **attrs)
+        out = Tensor(y)
+        if record:
+            fn.next = tuple(
+                (t.grad_fn if t.grad_fn is not None else t) if t.requires_grad else None for t in inputs
+            )
+            fn.in_meta = tuple((t.data.shape, t.data.dtype) for t in inputs)
+            fn.versions = tuple((t._vc, t._vc[0]) for t in inputs)
+            out.requires_grad = True
+            out.grad_fn = fn
+        return out
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}Backward>"
+
+
+def _toposort(root: Function) -> tuple[list[Function], dict]:
+    """Functions reachable from ``root`` and how many consumers each has."""
+    consumers = {root: 0}
+    stack = [root]
+    while stack:
+        fn = stack.pop()
+        for parent in getattr(fn, "next", ()):
+            if isinstance(parent, Function):
+                if parent in consumers:
+                    consumers[parent] += 1
+                else:
+                    consumers[parent] = 1
+                    stack.append(parent)
+    return list(consumers), consumers
+
+
+def _freed_error(fn: Function) -> GraphError:
+    return GraphError(
+        f"backward through {type(fn).__name__} a second time: its saved arrays were freed by the "
+        "first backward. Pass retain_graph=True to the first backward() to keep them."
+    )
+
+
+def backward(root, gradient, retain_graph: bool = False) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf requiring grad."""
+    from ember.tensor import Tensor
+
+    fn0 = root.grad_fn
+    if fn0 is None:  # backward on a leaf: its gradient is the seed itself
+        _accumulate(root, gradient.copy(), set())
+        return
+    if getattr(fn0, "freed", False):
+        raise _freed_error(fn0)
+    _, consumers = _toposort(fn0)
+    grads = {fn0: gradient.copy()}
+    ready = [fn0]
+    handed: set[int] = set()  # ids of arrays already stored as a leaf's .grad
+    while ready:
+        fn = ready.pop()
+        gy = grads.pop(fn)
+        if getattr(fn, "freed", False):
+            raise _freed_error(fn)
+        for vc, version in fn.versions:
+            if vc[0] != version:
+                raise GraphError(
+                    f"{type(fn).__name__}: an input saved for backward was modified in place after "
+                    f"the op ran (version {version} -> {vc[0]}); clone() it before changing it"
+                )
+        retained = getattr(fn, "retained", None)
+        if retained is not None and retained() is not None:
+            retained().grad = Tensor(gy.copy())
+        gxs = fn.backward(gy)
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        if len(gxs) != len(fn.next):
+            raise GraphError(
+                f"{type(fn).__name__}.backward returned {len(gxs)} gradients for {len(fn.next)} inputs"
+            )
+        for i, (parent, gx) in enumerate(zip(fn.next, gxs)):
+            if parent is None or gx is None:
+                if isinstance(parent, Function):
+                    _release(parent, consumers, grads, ready)
+                continue
+            shape, dtype = fn.in_meta[i]
+            if gx.shape != shape:
+                raise ShapeError(
+                    f"{type(fn).__name__}.backward: gradient for input {i} has shape {tuple(gx.shape)} "
+                    f"but the input has shape {tuple(shape)}"
+                )
+            if gx.dtype != dtype:
+                raise DTypeError(
+                    f"{type(fn).__name__}.backward: gradient for input {i} has dtype {gx.dtype} "
+                    f"but the input has dtype {dtype}"
+                )
+            if isinstance(parent, Function):
+                prev = grads.get(parent)
+                grads[parent] = gx if prev is None else prev + gx
+                _release(parent, consumers, grads, ready)
+            else:
+                _accumulate(parent, gx, handed)
+        if not retain_graph:
+            fn.__dict__.clear()
+            fn.freed = True
+
+
+def _release(parent: Function, consumers: dict, grads: dict, ready: list) -> None:
+    """One consumer of ``parent`` is done; schedule it when all are."""
+    consumers[parent] -= 1
+    if consumers[parent] == 0:
+        if parent in grads:
+            ready.append(parent)
+        # A Function that received no gradient at all needs no visit; its inputs
+        # may still be reachable through other paths, which are counted separately.
+        else:
+            _skip(parent, consumers, grads, ready)
+
+
+def _skip(fn: Function, consumers: dict, grads: dict, ready: list) -> None:
+    """Propagate 'no gradient' through a Function iteratively."""
+    stack = [fn]
+    while stack:
+        f = stack.pop()
+        for parent in getattr(f, "next", ()):
+            if isinstance(parent, Function):
+                consumers[parent] -= 1
+                if consumers[parent] == 0:
+                    if parent in grads:
+                        ready.append(parent)
+                    else:
+                        stack.append(parent)
+
+
+def _accumulate(leaf, gx, handed: set) -> None:
+    """Add ``gx`` into ``leaf.grad`` without ever aliasing another tensor's gradient."""
+    from ember.tensor import Tensor
+
+    if leaf.grad is None:
+        # Arrays handed to two leaves (Add passes gy to both) or views of other
+        # arrays are copied, so an in-place change to one .grad never leaks.
+        if id(gx) in handed or getattr(gx, "base", None) is not None:
+            gx = gx.copy()
+        handed.add(id(gx))
+        leaf.grad = Tensor(gx)
+    else:
+        leaf.grad.data = leaf.grad.data + gx

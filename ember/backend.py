@@ -1,0 +1,124 @@
+"""Array libraries and devices: the only module that imports CuPy.
+
+Device follows data: a tensor lives where its array lives (``numpy.ndarray`` ->
+"cpu", ``cupy.ndarray`` -> "cuda:N"). Ops never ask a global setting; they call
+``xp_of(*arrays)`` to get the module (numpy or cupy) that computes on them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.errors import DeviceError
+
+try:  # CuPy is an optional extra; everything works without it.
+    import cupy as _cupy  # type: ignore
+except Exception:  # ImportError, or a CUDA library that fails to load
+    _cupy = None
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def xp_of(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
+    if _cupy is not None:
+        for a in arrays:
+            if isinstance(a, _cupy.ndarray):
+                return _cupy
+    return np
+
+
+class Device:
+    """A device name: ``Device("cpu")``, ``Device("cuda")``, ``Device("cuda:1")``."""
+
+    __slots__ = ("type", "index")
+
+    def __init__(self, spec: "str | Device" = "cpu", index: int | None = None):
+        if isinstance(spec, Device):
+            self.type, self.index = spec.type, spec.index
+            return
+        if not isinstance(spec, str):
+            raise DeviceError(f"device: expected a name like 'cpu' or 'cuda:0', got {spec!r}")
+        name, _, idx = spec.partition(":")
+        if name not in ("cpu", "cuda"):
+            raise DeviceError(f"device: unknown device type {name!r} (expected 'cpu' or 'cuda')")
+        if idx:
+            if not idx.isdigit():
+                raise DeviceError(f"device: bad device index in {spec!r}")
+            index = int(idx)
+        if name == "cpu":
+            index = None
+        elif index is None:
+            index = 0
+        self.type, self.index = name, index
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __repr__(self) -> str:
+        return f"device(type='{self.type}'" + ("" if self.index is None else f", index={self.index}") + ")"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, str):
+            other = Device(other)
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+
+CPU = Device("cpu")
+
+
+def device_of(array) -> Device:
+    """The device an array lives on."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return Device("cuda", array.device.id)
+    return CPU
+
+
+def to_device(array, device: "str | Device"):
+    """Copy ``array`` to ``device`` (no copy when it is already there)."""
+    device = Device(device)
+    if device.type == "cpu":
+        return asnumpy(array)
+    if not cupy_available():
+        raise DeviceError(f"to: device {device} requested but CuPy with a CUDA GPU is not available")
+    with _cupy.cuda.Device(device.index):
+        if isinstance(array, _cupy.ndarray) and array.device.id == device.index:
+            return array
+        return _cupy.asarray(array)
+
+
+def asnumpy(array) -> np.ndarray:
+    """A NumPy array with the same contents (a no-op for NumPy arrays)."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def check_same_device(op: str, *arrays) -> None:
+    """Raise DeviceError naming ``op`` when the arrays live on different devices."""
+    if _cupy is None:  # without CuPy everything is on the CPU
+        return
+    devices = {device_of(a) for a in arrays}
+    if len(devices) > 1:
+        names = " and ".join(sorted(str(d) for d in devices))
+        raise DeviceError(f"{op}: operands are on different devices ({names}); move them with .to(device)")
+
+
+def scatter_add(target, index, values) -> None:
+    """``target[index] += values`` where repeated indices accumulate (NumPy's ``add.at``)."""
+    if _cupy is not None and isinstance(target, _cupy.ndarray):
+        import cupyx  # CuPy's atomic scatter-add lives in cupyx
+
+        cupyx.scatter_add(target, index, values)
+    else:
+        np.add.at(target, index, values)

@@ -1,0 +1,16 @@
+"""The ``F`` namespace: every op as a plain function, as in ``torch.nn.functional``.
+
+Nothing is defined here; each name is imported from the ember.ops module that
+implements it, so "go to definition" lands on the op and its backward.
+"""
+from ember.ops.elementwise import relu, sigmoid, tanh  # noqa: F401
+from ember.ops.linalg import linear  # noqa: F401
+from ember.ops.reduce import log_softmax, softmax  # noqa: F401
+from ember.ops.shape import pad  # noqa: F401
+from ember.ops.activation import *  # noqa: F401,F403
+from ember.ops.loss import *  # noqa: F401,F403
+from ember.ops.conv import *  # noqa: F401,F403
+from ember.ops.pool import *  # noqa: F401,F403
+from ember.ops.norm import *  # noqa: F401,F403
+from ember.ops.dropout import *  # noqa: F401,F403
+from ember.ops.upsample import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+"""Differentiable primitives, one file per family (see each module's docstring)."""
