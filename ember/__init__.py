@@ -22,6 +22,6 @@ from ember.ops.shape import (  # noqa: F401
     unbind, unsqueeze,
 )
 from ember.io import load, save
-from ember import nn, optim, data, models, diagnostics  # noqa: E402,F401
+from ember import cuda, nn, optim, data, models, diagnostics  # noqa: E402,F401
 
 __version__ = "0.1.0"
