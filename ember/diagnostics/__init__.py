@@ -1,1 +1,2 @@
 """(being written)"""
+from ember.diagnostics.gradcheck import gradcheck, GradcheckReport

@@ -186,7 +186,7 @@ def neg(x: Tensor) -> Tensor:
 class Abs(Function):
     def forward(self, x):
         self.x = x
-        return abs(x)
+        return xp_of(x).abs(x)  # not the builtin name: this module's abs() is the Tensor op
 
     def backward(self, gy):
         return gy * xp_of(gy).sign(self.x)
@@ -312,7 +312,7 @@ class Sigmoid(Function):
 
     def forward(self, x):
         xp = xp_of(x)
-        e = xp.exp(-abs(x))  # in (0, 1]: never overflows
+        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
         self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
         return self.y
 
