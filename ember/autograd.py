@@ -24,6 +24,7 @@ import functools
 from ember.errors import DTypeError, GraphError, ShapeError
 
 _grad_enabled = True
+Tensor = None  # set by ember.tensor once the class exists (tensor.py imports this module)
 
 
 def is_grad_enabled() -> bool:
@@ -35,6 +36,11 @@ class _GradMode:
     """Context manager and decorator that sets grad mode and restores it on exit."""
 
     mode = True
+
+    def __new__(cls, func=None):
+        # ``@no_grad`` (no parentheses) hands the function straight to the class.
+        self = super().__new__(cls)
+        return self if func is None else self(func)
 
     def __enter__(self):
         global _grad_enabled
@@ -56,7 +62,7 @@ class _GradMode:
 
 
 class no_grad(_GradMode):
-    """Disable graph recording: ``with ember.no_grad(): ...`` or ``@ember.no_grad()``."""
+    """Disable graph recording: ``with ember.no_grad(): ...``, ``@ember.no_grad()`` or ``@ember.no_grad``."""
 
     mode = False
 
@@ -90,24 +96,21 @@ class Function:
         """Run the op on tensors and record it in the graph when needed.
 
         ``inputs`` are Tensors; ``attrs`` are non-differentiable settings passed to
-        ``forward`` as keyword arguments.
+        ``forward`` as keyword arguments. This runs once per op of every training
+        step, so it is written for speed: plain loops, no helper calls.
         """
-        from ember.tensor import Tensor
-
         fn = cls()
-        record = _grad_enabled and any(t.requires_grad for t in inputs)
-        if record:
-            fn.needs_input_grad = tuple(t.requires_grad for t in inputs)
-        y = fn.forward(*[t.data for t in inputs], **attrs)
-        out = Tensor(y)
-        if record:
-            fn.next = tuple(
-                (t.grad_fn if t.grad_fn is not None else t) if t.requires_grad else None for t in inputs
-            )
-            fn.in_meta = tuple((t.data.shape, t.data.dtype) for t in inputs)
-            fn.versions = tuple((t._vc, t._vc[0]) for t in inputs)
-            out.requires_grad = True
-            out.grad_fn = fn
+        needs = tuple([t.requires_grad for t in inputs]) if _grad_enabled else ()
+        if True not in needs:
+            return Tensor(fn.forward(*[t.data for t in inputs], **attrs))
+        fn.needs_input_grad = needs
+        out = Tensor(fn.forward(*[t.data for t in inputs], **attrs))
+        # Per input: where its gradient goes, and (shape, dtype, version counter,
+        # version now) so the engine can check gradients and detect in-place changes.
+        fn.next = tuple([(t.grad_fn if t.grad_fn is not None else t) if t.requires_grad else None for t in inputs])
+        fn.in_meta = tuple([(t.data.shape, t.data.dtype, t._vc, t._vc[0]) for t in inputs])
+        out.requires_grad = True
+        out.grad_fn = fn
         return out
 
     def __repr__(self) -> str:
@@ -139,8 +142,6 @@ def _freed_error(fn: Function) -> GraphError:
 
 def backward(root, gradient, retain_graph: bool = False) -> None:
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf requiring grad."""
-    from ember.tensor import Tensor
-
     fn0 = root.grad_fn
     if fn0 is None:  # backward on a leaf: its gradient is the seed itself
         _accumulate(root, gradient.copy(), set())
@@ -156,15 +157,16 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
         gy = grads.pop(fn)
         if getattr(fn, "freed", False):
             raise _freed_error(fn)
-        for vc, version in fn.versions:
+        for _, _, vc, version in fn.in_meta:
             if vc[0] != version:
                 raise GraphError(
                     f"{type(fn).__name__}: an input saved for backward was modified in place after "
                     f"the op ran (version {version} -> {vc[0]}); clone() it before changing it"
                 )
-        retained = getattr(fn, "retained", None)
+        retained = fn.__dict__.get("retained")
         if retained is not None and retained() is not None:
-            retained().grad = Tensor(gy.copy())
+            kept = retained()  # a non-leaf that asked for its .grad (accumulates like a leaf's)
+            kept.grad = Tensor(gy.copy()) if kept.grad is None else Tensor(kept.grad.data + gy)
         gxs = fn.backward(gy)
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
@@ -177,7 +179,7 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
                 if isinstance(parent, Function):
                     _release(parent, consumers, grads, ready)
                 continue
-            shape, dtype = fn.in_meta[i]
+            shape, dtype = fn.in_meta[i][:2]
             if gx.shape != shape:
                 raise ShapeError(
                     f"{type(fn).__name__}.backward: gradient for input {i} has shape {tuple(gx.shape)} "
@@ -228,8 +230,6 @@ def _skip(fn: Function, consumers: dict, grads: dict, ready: list) -> None:
 
 def _accumulate(leaf, gx, handed: set) -> None:
     """Add ``gx`` into ``leaf.grad`` without ever aliasing another tensor's gradient."""
-    from ember.tensor import Tensor
-
     if leaf.grad is None:
         # Arrays handed to two leaves (Add passes gy to both) or views of other
         # arrays are copied, so an in-place change to one .grad never leaks.

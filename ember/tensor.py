@@ -298,6 +298,10 @@ def _number(x) -> bool:
     return isinstance(x, numbers.Number) and not isinstance(x, bool)
 
 
+import ember.autograd as _autograd  # noqa: E402
+
+_autograd.Tensor = Tensor  # Function.apply builds outputs without an import per call
+
 # Operators and methods are attached from the op modules (at the bottom to avoid an
 # import cycle: the ops import Tensor).
 from ember.ops import elementwise as _elementwise  # noqa: E402
