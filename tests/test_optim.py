@@ -1,0 +1,232 @@
+"""Optimizers next to torch.optim: same start, same gradients, 20 steps, same parameters."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+from ember.errors import GraphError, ShapeError
+from ember.optim import SGD, Adam, AdamW, RMSprop
+
+SHAPES = [(5, 4), (4,), (3,)]
+
+
+def _grad(x: np.ndarray, step: int, k: int) -> np.ndarray:
+    """A gradient that depends on the current parameter values, so divergence compounds."""
+    noise = np.random.default_rng(100 * step + k).standard_normal(x.shape)
+    return np.sin(3 * x) + 0.1 * x**2 + 0.5 * noise
+
+
+def _pair(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal(s).astype(dtype) for s in SHAPES]
+    ours = [ember.Tensor(a.copy(), requires_grad=True) for a in arrays]
+    theirs = [torch.tensor(a.copy(), requires_grad=True) for a in arrays]
+    return ours, theirs
+
+
+def _run(opt, params, steps, start=0, torch_side=False):
+    for t in range(start, start + steps):
+        for k, p in enumerate(params):
+            x = p.detach().numpy() if torch_side else p.data
+            # The last parameter has no gradient every third step: both libraries skip it.
+            g = None if (k == len(params) - 1 and t % 3 == 0) else _grad(x, t, k).astype(x.dtype)
+            if torch_side:
+                p.grad = None if g is None else torch.from_numpy(g)
+            else:
+                p.grad = None if g is None else ember.Tensor(g)
+        opt.step()
+
+
+CASES = [
+    (SGD, torch.optim.SGD, dict(lr=0.1)),
+    (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+    (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (SGD, torch.optim.SGD, dict(lr=0.05, momentum=0.5, dampening=0.3, weight_decay=0.1, maximize=True)),
+    (Adam, torch.optim.Adam, dict(lr=0.01)),
+    (Adam, torch.optim.Adam, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    (Adam, torch.optim.Adam, dict(lr=0.02, betas=(0.8, 0.9), eps=1e-6, maximize=True)),
+    (AdamW, torch.optim.AdamW, dict(lr=0.01)),
+    (AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1, amsgrad=True)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.01)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.01, centered=True, momentum=0.9, weight_decay=0.1)),
+    (RMSprop, torch.optim.RMSprop, dict(lr=0.005, alpha=0.9, momentum=0.5, maximize=True)),
+]
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ours_cls,torch_cls,kw", CASES, ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
+def test_matches_torch(ours_cls, torch_cls, kw, dtype):
+    ours, theirs = _pair(dtype)
+    opt, ref = ours_cls(ours, **kw), torch_cls(theirs, **kw)
+    _run(opt, ours, 20)
+    _run(ref, theirs, 20, torch_side=True)
+    for a, b in zip(ours, theirs):
+        assert a.data.dtype == dtype
+        np.testing.assert_allclose(a.data, b.detach().numpy(), **TOL[dtype])
+    # Same state keys per parameter as PyTorch (so state dicts map one to one).
+    sd, ref_sd = opt.state_dict(), ref.state_dict()
+    assert sorted(sd["state"]) == sorted(ref_sd["state"])
+    for i in sd["state"]:
+        assert set(sd["state"][i]) == set(ref_sd["state"][i])
+        for key, value in sd["state"][i].items():
+            if key != "step":
+                np.testing.assert_allclose(value.data, ref_sd["state"][i][key].numpy(), **TOL[dtype])
+            else:
+                assert value == int(ref_sd["state"][i][key])
+    assert sd["param_groups"][0]["params"] == ref_sd["param_groups"][0]["params"]
+
+
+def test_param_groups_have_their_own_hyperparameters():
+    ours, theirs = _pair(np.float64)
+    opt = SGD([{"params": ours[:2], "lr": 0.3}, {"params": ours[2:]}], lr=0.01, momentum=0.9)
+    ref = torch.optim.SGD([{"params": theirs[:2], "lr": 0.3}, {"params": theirs[2:]}], lr=0.01, momentum=0.9)
+    assert opt.param_groups[0]["lr"] == 0.3 and opt.param_groups[1]["lr"] == 0.01
+    _run(opt, ours, 5)
+    _run(ref, theirs, 5, torch_side=True)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.data, b.detach().numpy(), rtol=1e-12)
+    assert opt.state_dict()["param_groups"][1]["params"] == [2]
+
+
+def test_add_param_group_and_duplicates():
+    ours, _ = _pair(np.float32)
+    opt = Adam(ours[:2], lr=0.1)
+    opt.add_param_group({"params": ours[2], "lr": 0.5})
+    assert len(opt.param_groups) == 2 and opt.param_groups[1]["betas"] == (0.9, 0.999)
+    with pytest.raises(ValueError, match="more than one parameter group"):
+        opt.add_param_group({"params": [ours[0]]})
+    with pytest.raises(ValueError, match="same parameter more than once"):
+        SGD([ours[0], ours[0]], lr=0.1)
+    with pytest.raises(ValueError, match="empty parameter list"):
+        SGD([], lr=0.1)
+    with pytest.raises(TypeError, match="single Tensor"):
+        SGD(ours[0], lr=0.1)
+
+
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, RMSprop])
+def test_state_dict_round_trip_resumes_exactly(cls):
+    kw = dict(lr=0.01, momentum=0.9) if cls in (SGD, RMSprop) else dict(lr=0.01, amsgrad=True)
+    full, _ = _pair(np.float64)
+    opt = cls(full, **kw)
+    _run(opt, full, 12)
+
+    first, _ = _pair(np.float64)
+    opt1 = cls(first, **kw)
+    _run(opt1, first, 6)
+    saved = copy.deepcopy(opt1.state_dict())
+    resumed = [ember.Tensor(p.data.copy(), requires_grad=True) for p in first]
+    opt2 = cls(resumed, lr=123.0)  # hyper-parameters come back from the state dict
+    opt2.load_state_dict(saved)
+    assert opt2.param_groups[0]["lr"] == 0.01
+    _run(opt2, resumed, 6, start=6)
+    for a, b in zip(full, resumed):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_load_state_dict_checks_structure():
+    ours, _ = _pair(np.float32)
+    opt = SGD(ours, lr=0.1, momentum=0.9)
+    _run(opt, ours, 2)
+    sd = opt.state_dict()
+    with pytest.raises(ValueError, match="parameter group 0 has 3 parameters"):
+        SGD(ours[:2], lr=0.1).load_state_dict(sd)
+    with pytest.raises(ValueError, match="1 parameter groups but the optimizer has 2"):
+        SGD([{"params": ours[:1]}, {"params": ours[1:]}], lr=0.1).load_state_dict(sd)
+    bad = copy.deepcopy(sd)
+    bad["state"][0]["momentum_buffer"] = ember.Tensor(np.zeros((2, 2), np.float32))
+    with pytest.raises(ShapeError, match="momentum_buffer"):
+        SGD(ours, lr=0.1).load_state_dict(bad)
+
+
+def test_load_state_dict_casts_buffers_to_param_dtype():
+    ours, _ = _pair(np.float32)
+    opt = Adam(ours, lr=0.1)
+    _run(opt, ours, 2)
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"] = ember.Tensor(sd["state"][0]["exp_avg"].data.astype(np.float64))
+    opt2 = Adam(ours, lr=0.1)
+    opt2.load_state_dict(sd)
+    assert opt2.state[ours[0]]["exp_avg"].dtype == np.float32
+    assert opt2.state[ours[0]]["exp_avg"].data is not sd["state"][0]["exp_avg"].data
+
+
+def test_zero_grad():
+    ours, _ = _pair(np.float32)
+    opt = SGD(ours, lr=0.1)
+    for p in ours:
+        p.grad = ember.Tensor(np.ones(p.shape, np.float32))
+    opt.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.data.any() for p in ours)
+    opt.zero_grad()
+    assert all(p.grad is None for p in ours)
+
+
+def test_step_bumps_version_so_stale_graph_refuses_backward():
+    p = ember.Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+    y = (p * p).sum()
+    p.grad = ember.Tensor(np.ones(2, np.float32))
+    v = p._version
+    SGD([p], lr=0.1).step()
+    assert p._version == v + 1
+    with pytest.raises(GraphError, match="modified in place"):
+        y.backward()
+
+
+def test_skips_params_without_grad_and_keeps_no_state():
+    ours, _ = _pair(np.float32)
+    before = ours[1].data.copy()
+    opt = Adam(ours, lr=0.1)
+    ours[0].grad = ember.Tensor(np.ones(ours[0].shape, np.float32))
+    opt.step()
+    np.testing.assert_array_equal(ours[1].data, before)
+    assert ours[1] not in opt.state and ours[0] in opt.state
+
+
+def test_step_with_closure_and_real_backward():
+    w = ember.Tensor(np.array([3.0, -2.0]), requires_grad=True)
+    opt = SGD([w], lr=0.25)
+
+    def closure():
+        opt.zero_grad()
+        loss = (w * w).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert float(loss.item()) == pytest.approx(13.0)
+    np.testing.assert_allclose(w.data, [1.5, -1.0])  # w - 0.25 * 2w
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda ps: SGD(ps, lr=-1), "learning rate"),
+    (lambda ps: SGD(ps, lr=0.1, nesterov=True), "nesterov"),
+    (lambda ps: Adam(ps, betas=(1.0, 0.9)), "betas"),
+    (lambda ps: RMSprop(ps, momentum=-0.5), "momentum"),
+    (lambda ps: AdamW(ps, eps=-1.0), "eps"),
+])
+def test_invalid_hyperparameters(bad, match):
+    ours, _ = _pair(np.float32)
+    with pytest.raises(ValueError, match=match):
+        bad(ours)
+
+
+def test_rejects_non_leaf_and_integer_tensors():
+    p = ember.Tensor(np.ones(3, np.float32), requires_grad=True)
+    with pytest.raises(ValueError, match="non-leaf"):
+        SGD([p * 2], lr=0.1)
+    with pytest.raises(TypeError, match="floating point"):
+        SGD([ember.Tensor(np.ones(3, np.int64))], lr=0.1)
+
+
+def test_adamw_defaults_match_torch():
+    ours, theirs = _pair(np.float32)
+    a, b = AdamW(ours).param_groups[0], torch.optim.AdamW(theirs).param_groups[0]
+    for key in ("lr", "betas", "eps", "weight_decay", "amsgrad"):
+        assert a[key] == b[key], key
+    assert SGD(ours).param_groups[0]["lr"] == torch.optim.SGD(theirs).param_groups[0]["lr"]
+    r, s = RMSprop(ours).param_groups[0], torch.optim.RMSprop(theirs).param_groups[0]
+    for key in ("lr", "alpha", "eps", "momentum", "centered"):
+        assert r[key] == s[key], key
