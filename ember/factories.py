@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from ember.backend import Device, to_device
+from ember.errors import DTypeError
 from ember.random import get_generator
 from ember.tensor import Tensor
 
@@ -31,6 +32,8 @@ def _shape(size) -> tuple:
 
 
 def _place(array, device, requires_grad) -> Tensor:
+    if requires_grad and array.dtype.kind not in "fc":
+        raise DTypeError(f"requires_grad: only floating point tensors can require grad, got {array.dtype}")
     if device is not None and Device(device).type != "cpu":
         array = to_device(array, device)
     return Tensor(array, requires_grad=requires_grad)
@@ -54,7 +57,7 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
         elif array.dtype.kind == "i":
             array = array.astype(np.int64)
     if requires_grad and array.dtype.kind not in "fc":
-        raise TypeError(f"tensor: only floating point tensors can require grad, got {array.dtype}")
+        raise DTypeError(f"tensor: only floating point tensors can require grad, got {array.dtype}")
     return _place(array, device, requires_grad)
 
 
@@ -144,10 +147,15 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -
 
 def randint(low, high=None, size=(), generator=None, dtype=None, device=None) -> Tensor:
     """Integers in [low, high) (``randint(high, size)`` also works, as in PyTorch)."""
-    if high is None:
+    if isinstance(high, (tuple, list)):  # randint(high, size)
+        low, high, size = 0, low, high
+    elif high is None:
         low, high = 0, low
+    if high <= low:
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     g = get_generator(generator)
-    return _place(g.np.integers(low, high, size=tuple(size)).astype(dtype or int64), device, False)
+    size = (size,) if isinstance(size, numbers.Integral) else tuple(size)
+    return _place(g.np.integers(low, high, size=size).astype(dtype or int64), device, False)
 
 
 def randperm(n: int, generator=None, dtype=None, device=None) -> Tensor:
