@@ -1,2 +1,345 @@
-"""(being written)"""
-__all__: list[str] = []
+"""Convolutions: conv1d, conv2d, conv_transpose2d (and F.unfold / F.fold from ember.ops.im2col).
+
+How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW):
+
+    forward         col = im2col(pad(x))            (N, G, K, L)    strided copy
+                    y   = w.reshape(G, OC/G, K) @ col               one GEMM per image and group
+    grad of w       gw  = sum_n gy[n] @ col[n].T                    (OC/G, L) @ (L, K)
+    grad of x       gcol = w.T @ gy ;  gx = col2im(gcol)            KH*KW slice-adds
+
+The GEMM is oriented so that its result is already in NCHW order: no transpose of
+the output, no transpose of gy. The batch is lowered a few images at a time into one
+reused column buffer (see ``im2col.batch_chunk``): the copy that fills the buffer
+and the GEMM that reads it then share the cache, and memory stays small. The
+columns are not kept for backward: backward lowers the padded input again, which
+costs one cheap copy instead of holding N*K*L floats per layer.
+
+conv_transpose2d is the adjoint of conv2d: its forward is conv2d's data gradient
+and its backward uses conv2d's forward and weight gradient, so the three GEMM
+helpers below serve both ops.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.autograd import Function
+from ember.backend import check_same_device, xp_of
+from ember.errors import DTypeError, ShapeError
+from ember.ops.im2col import (  # noqa: F401  (unfold/fold are re-exported for F)
+    Geometry, batch_chunk, col2im, crop_padding, fold, im2col, make_geometry, pad_input, pair, unfold,
+)
+from ember.tensor import Tensor
+
+__all__ = ["conv1d", "conv2d", "conv_transpose2d", "unfold", "fold"]
+
+
+# ---- the three GEMM passes, shared by conv2d and conv_transpose2d ----------------------------------
+def _chunks(N: int, per_image: int, xp):
+    # On a GPU one batched GEMM over the whole batch is best; on the CPU, cache-sized chunks.
+    B = N if xp is not np else batch_chunk(N, per_image)
+    return [(n0, min(n0 + B, N)) for n0 in range(0, N, B)]
+
+
+def _gemm_forward(xpad, wg, g: Geometry, out):
+    """out (N, G*OCg, OH, OW) = conv of xpad (N, C, Hp, Wp) with wg (G, OCg, K), unpadded."""
+    xp = xp_of(xpad)
+    G, OCg, K = wg.shape
+    N, L = xpad.shape[0], g.OH * g.OW
+    buf = None
+    for n0, n1 in _chunks(N, G * K * L, xp):
+        col = im2col(xpad[n0:n1], g, out=buf)
+        buf = col if buf is None else buf
+        xp.matmul(wg, col.reshape(n1 - n0, G, K, L), out=out[n0:n1].reshape(n1 - n0, G, OCg, L))
+    return out
+
+
+def _gemm_weight_grad(xpad, gy, g: Geometry, G: int):
+    """gw (G, OCg, K) = sum over images of gy[n] (per group) @ im2col(xpad)[n].T."""
+    xp = xp_of(xpad)
+    N, OC = gy.shape[:2]
+    OCg, L = OC // G, g.OH * g.OW
+    K = xpad.shape[1] // G * g.KH * g.KW
+    gy4 = gy.reshape(N, G, OCg, L)
+    gw = xp.zeros((G, OCg, K), dtype=gy.dtype)
+    buf = None
+    for n0, n1 in _chunks(N, G * K * L, xp):
+        col = im2col(xpad[n0:n1], g, out=buf)
+        buf = col if buf is None else buf
+        col4 = col.reshape(n1 - n0, G, K, L)
+        # (nb, G, OCg, L) @ (nb, G, L, K): BLAS reads the transposed view without a copy.
+        gw += (gy4[n0:n1] @ col4.swapaxes(-1, -2)).sum(axis=0)
+    return gw
+
+
+def _gemm_data_grad(gy, wg, g: Geometry, padded_shape):
+    """gxpad (N, C, Hp, Wp) = col2im(wg.T @ gy): the adjoint of ``_gemm_forward``."""
+    xp = xp_of(gy)
+    G, OCg, K = wg.shape
+    N, L = gy.shape[0], g.OH * g.OW
+    gy4 = gy.reshape(N, G, OCg, L)
+    wt = xp.ascontiguousarray(wg.swapaxes(-1, -2))  # (G, K, OCg), tiny
+    gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
+    buf = None
+    for n0, n1 in _chunks(N, G * K * L, xp):
+        nb = n1 - n0
+        shape = (nb, G, K, L)
+        gcol = xp.matmul(wt, gy4[n0:n1], out=None if buf is None else buf.reshape(-1)[: np.prod(shape)].reshape(shape))
+        buf = gcol if buf is None else buf
+        col2im(gcol.reshape(nb, G * K, L), g, gxpad[n0:n1])
+    return gxpad
+
+
+# ---- conv2d ------------------------------------------------------------------------------------------
+class Conv2d(Function):
+    """2-D cross-correlation with zero padding, stride, dilation and groups (bias optional)."""
+
+    def forward(self, x, w, b=None, *, g: Geometry, groups: int):
+        xp = xp_of(x)
+        xpad = pad_input(x, g)
+        N, OC = x.shape[0], w.shape[0]
+        y = xp.empty((N, OC, g.OH, g.OW), dtype=x.dtype)
+        _gemm_forward(xpad, w.reshape(groups, OC // groups, -1), g, y)
+        if b is not None:
+            y += b.reshape(1, OC, 1, 1)
+        need = self.needs_input_grad or (False, False, False)
+        # Save only what backward reads: the padded input for gw, the weight for gx.
+        self.xpad = xpad if need[1] else None
+        self.w = w if need[0] else None
+        self.g, self.groups, self.xshape, self.wshape = g, groups, x.shape, w.shape
+        self.xpad_shape = xpad.shape
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        gy = xp.ascontiguousarray(gy)
+        need, g, G = self.needs_input_grad, self.g, self.groups
+        gx = gw = gb = None
+        if need[0]:
+            gx = self._data_grad(gy)
+        if need[1]:
+            gw = _gemm_weight_grad(self.xpad, gy, g, G).reshape(self.wshape)
+        if len(need) > 2 and need[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return (gx, gw) if len(need) == 2 else (gx, gw, gb)
+
+
+    def _data_grad(self, gy):
+        xp, g, G, w = xp_of(gy), self.g, self.groups, self.w
+        OC, Cg, KH, KW = w.shape
+        N, C, H, W = self.xshape
+        # With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,
+        # correlated with the spatially flipped weight whose in/out channels are swapped.
+        # That costs an im2col copy instead of col2im's KH*KW slice-adds (measured ~2x
+        # cheaper, bench/bench_conv.py). Padding larger than the kernel's reach falls back.
+        reach = (g.dh * (KH - 1), g.dh * (KH - 1), g.dw * (KW - 1), g.dw * (KW - 1))
+        gpad = tuple(r - p for r, p in zip(reach, (g.pt, g.pb, g.pl, g.pr)))
+        if (g.sh, g.sw) == (1, 1) and min(gpad) >= 0:
+            g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
+            wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+            gx = xp.empty(self.xshape, dtype=gy.dtype)
+            return _gemm_forward(pad_input(gy, g2), xp.ascontiguousarray(wt).reshape(G, Cg, -1), g2, gx)
+        return crop_padding(_gemm_data_grad(gy, w.reshape(G, OC // G, -1), g, self.xpad_shape), g)
+
+
+def _check_operands(op: str, x: Tensor, w: Tensor, b, nd: int) -> None:
+    for name, t in (("input", x), ("weight", w)) + ((("bias", b),) if b is not None else ()):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: {name} must be a Tensor, got {type(t).__name__}")
+    if x.ndim != nd + 2:
+        raise ShapeError(f"{op}: expected a {nd + 1}-D (unbatched) or {nd + 2}-D input, got shape {x.shape}")
+    if w.ndim != nd + 2:
+        raise ShapeError(f"{op}: weight must be {nd + 2}-D, got shape {w.shape}")
+    if x.dtype.kind != "f" or x.dtype != w.dtype or (b is not None and b.dtype != x.dtype):
+        raise DTypeError(
+            f"{op}: input, weight and bias must share one floating dtype, got input {x.dtype}, "
+            f"weight {w.dtype}" + (f", bias {b.dtype}" if b is not None else "")
+        )
+    check_same_device(op, x.data, w.data, *((b.data,) if b is not None else ()))
+
+
+def _padding4(op: str, padding, k, d, s) -> tuple:
+    """(top, bottom, left, right) from an int, a pair, "valid" or "same" (asymmetric if needed)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        if s != (1, 1):
+            raise ValueError(f"{op}: padding='same' needs stride 1, got stride {s}")
+        th, tw = d[0] * (k[0] - 1), d[1] * (k[1] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)  # extra pixel at the end, as PyTorch
+    ph, pw = pair(op, "padding", padding, minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    Args:
+        input: (N, C, H, W), or (C, H, W) unbatched.
+        weight: (OC, C/groups, KH, KW).
+        bias: (OC,) or None.
+        stride, dilation: int or (h, w).
+        padding: int, (h, w), "valid" or "same" (zeros; other modes: ember.ops.padding.pad_mode first).
+        groups: C and OC must be divisible by it; groups == C is a depthwise convolution.
+
+    Returns:
+        (N, OC, OH, OW) with OH = floor((H + 2*ph - dh*(KH-1) - 1) / sh) + 1 (same for W).
+    """
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    _check_operands("conv2d", input, weight, bias, 2)
+    k, s, d = weight.shape[2:], pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
+    _check_channels("conv2d", input, weight, bias, groups, in_dim=1, out_channels=weight.shape[0])
+    p = _padding4("conv2d", padding, k, d, s)
+    g = make_geometry(input.shape[2], input.shape[3], k, s, d, p)
+    _check_extent("conv2d", input, weight, p, k, d, g)
+    inputs = (input, weight) if bias is None else (input, weight, bias)
+    return Conv2d.apply(*inputs, g=g, groups=groups)
+
+
+def _check_channels(op: str, x: Tensor, w: Tensor, b, groups, in_dim: int, out_channels: int) -> None:
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    C = x.shape[1]
+    expects = w.shape[in_dim] * groups if in_dim == 1 else w.shape[0]
+    if C != expects:
+        per = f" ({w.shape[in_dim]} per group x {groups} groups)" if groups > 1 and in_dim == 1 else ""
+        raise ShapeError(
+            f"{op}: input has {C} channels but weight expects {expects}{per} "
+            f"(input {x.shape}, weight {w.shape})"
+        )
+    if C % groups or out_channels % groups:
+        raise ShapeError(
+            f"{op}: groups={groups} must divide both the input channels ({C}) and output channels "
+            f"({out_channels}) (weight {w.shape})"
+        )
+    if b is not None and b.shape != (out_channels,):
+        raise ShapeError(f"{op}: bias must have shape ({out_channels},), got {b.shape} (weight {w.shape})")
+
+
+def _check_extent(op, x, w, p, k, d, g) -> None:
+    if g.OH < 1 or g.OW < 1:
+        extent = (d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)
+        padded = (x.shape[2] + p[0] + p[1], x.shape[3] + p[2] + p[3])
+        raise ShapeError(
+            f"{op}: input spatial size {x.shape[2:]} (padded {padded}) is smaller than the kernel's "
+            f"extent {extent} (input {x.shape}, weight {w.shape}, dilation {d})"
+        )
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """1-D convolution: input (N, C, L) or (C, L), weight (OC, C/groups, K) -> (N, OC, OL).
+
+    Runs as conv2d on a height-1 image, so it shares conv2d's code and speed.
+    """
+    if isinstance(input, Tensor) and input.ndim == 2:
+        return conv1d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
+    _check_operands("conv1d", input, weight, bias, 1)
+    _check_channels("conv1d", input, weight, bias, groups, in_dim=1, out_channels=weight.shape[0])
+    s, d = _single("conv1d", "stride", stride), _single("conv1d", "dilation", dilation)
+    if isinstance(padding, str):
+        p = padding
+        if padding == "same" and s != 1:
+            raise ValueError(f"conv1d: padding='same' needs stride 1, got stride {s}")
+    else:
+        p = (0, _single("conv1d", "padding", padding, minimum=0))
+    extent, padded = d * (weight.shape[2] - 1) + 1, input.shape[2] + (0 if isinstance(p, str) else 2 * p[1])
+    if padded < extent and p != "same":
+        raise ShapeError(
+            f"conv1d: input length {input.shape[2]} (padded {padded}) is smaller than the kernel's extent "
+            f"{extent} (input {input.shape}, weight {weight.shape}, dilation {d})"
+        )
+    y = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, (1, s), p, (1, d), groups)
+    return y.squeeze(2)
+
+
+def _single(op: str, name: str, v, minimum: int = 1) -> int:
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if not isinstance(v, (int, np.integer)) or v < minimum:
+        raise ValueError(f"{op}: {name} must be an int >= {minimum}, got {v!r}")
+    return int(v)
+
+
+# ---- conv_transpose2d ----------------------------------------------------------------------------------
+class ConvTranspose2d(Function):
+    """The adjoint of conv2d ("deconvolution"): scatter each input pixel through the kernel.
+
+    With w (C, OC/G, KH, KW) seen as a conv2d weight from the OC-channel output back to
+    the C-channel input, conv_transpose2d's forward is exactly conv2d's data gradient,
+    its data gradient is conv2d's forward, and its weight gradient is conv2d's weight
+    gradient with the roles of input and output swapped.
+    """
+
+    def forward(self, x, w, b=None, *, g: Geometry, groups: int, full: tuple, crop: tuple):
+        xp = xp_of(x)
+        N, C = x.shape[:2]
+        OC = w.shape[1] * groups
+        wg = w.reshape(groups, C // groups, -1)  # (G, C/G, OC/G*KH*KW): conv weight full -> x
+        yfull = _gemm_data_grad(xp.ascontiguousarray(x), wg, g, (N, OC) + full)
+        (ph, pw), (OH, OW) = crop, (full[0] - 2 * crop[0], full[1] - 2 * crop[1])
+        y = xp.ascontiguousarray(yfull[:, :, ph:ph + OH, pw:pw + OW]) if ph or pw else yfull
+        if b is not None:
+            y += b.reshape(1, OC, 1, 1)
+        need = self.needs_input_grad or (False, False, False)
+        self.x = x if need[1] else None
+        self.w = w if need[0] else None
+        self.g, self.groups, self.full, self.crop, self.wshape = g, groups, full, crop, w.shape
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        need, g, G, (ph, pw) = self.needs_input_grad, self.g, self.groups, self.crop
+        gfull = gy
+        if ph or pw:
+            gfull = xp.zeros(gy.shape[:2] + self.full, dtype=gy.dtype)
+            gfull[:, :, ph:ph + gy.shape[2], pw:pw + gy.shape[3]] = gy
+        gfull = xp.ascontiguousarray(gfull)
+        gx = gw = gb = None
+        if need[0]:
+            C = self.wshape[0]
+            gx = xp.empty((gy.shape[0], C, g.OH, g.OW), dtype=gy.dtype)
+            _gemm_forward(gfull, self.w.reshape(G, C // G, -1), g, gx)
+        if need[1]:
+            gw = _gemm_weight_grad(gfull, xp.ascontiguousarray(self.x), g, G).reshape(self.wshape)
+        if len(need) > 2 and need[2]:
+            gb = gy.sum(axis=(0, 2, 3))
+        return (gx, gw) if len(need) == 2 else (gx, gw, gb)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 2-D convolution (PyTorch's argument order).
+
+    Args:
+        input: (N, C, H, W) or (C, H, W).
+        weight: (C, OC/groups, KH, KW) (note: in-channels first).
+        padding: int or pair; crops that many pixels from each side of the full output
+            (so it undoes a conv2d with the same padding).
+        output_padding: extra rows/cols added on the bottom/right (must be < stride or < dilation).
+
+    Returns:
+        (N, OC, OH, OW), OH = (H-1)*sh - 2*ph + dh*(KH-1) + oph + 1.
+    """
+    if isinstance(input, Tensor) and input.ndim == 3:
+        return conv_transpose2d(input.unsqueeze(0), weight, bias, stride, padding, output_padding, groups,
+                                dilation).squeeze(0)
+    op = "conv_transpose2d"
+    _check_operands(op, input, weight, bias, 2)
+    _check_channels(op, input, weight, bias, groups, in_dim=0, out_channels=weight.shape[1] * groups)
+    s, d = pair(op, "stride", stride), pair(op, "dilation", dilation)
+    p, op_ = pair(op, "padding", padding, minimum=0), pair(op, "output_padding", output_padding, minimum=0)
+    for i in range(2):
+        if op_[i] >= s[i] and op_[i] >= d[i]:
+            raise ValueError(f"{op}: output_padding {op_} must be smaller than stride {s} or dilation {d}")
+    H, W = input.shape[2:]
+    k = weight.shape[2:]
+    full = tuple((n - 1) * s[i] + d[i] * (k[i] - 1) + 1 + op_[i] for i, n in enumerate((H, W)))
+    if full[0] - 2 * p[0] < 1 or full[1] - 2 * p[1] < 1:
+        raise ShapeError(f"{op}: padding {p} removes the whole output (uncropped size {full}, input {input.shape})")
+    g = Geometry(k[0], k[1], s[0], s[1], d[0], d[1], 0, 0, 0, 0, H, W)
+    inputs = (input, weight) if bias is None else (input, weight, bias)
+    return ConvTranspose2d.apply(*inputs, g=g, groups=groups, full=full, crop=p)

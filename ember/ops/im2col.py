@@ -1,0 +1,239 @@
+"""im2col / col2im: the sliding-window lowering that turns convolution into GEMMs.
+
+A 2-D convolution of a padded input ``xpad`` (N, C, Hp, Wp) with a KH x KW kernel
+reads, for every output pixel (oh, ow), the window
+
+    xpad[n, c, oh*sh + kh*dh, ow*sw + kw*dw]   for kh < KH, kw < KW
+
+``windows`` exposes all of them at once as a strided *view* of shape
+(N, C, KH, KW, OH, OW) (no copy); ``im2col`` copies that view into a contiguous
+"column" array (N, C*KH*KW, OH*OW), so the convolution of image n is the single
+matrix product ``w.reshape(OC, C*KH*KW) @ col[n]`` (Chellapilla et al., "High
+Performance Convolutional Neural Networks for Document Processing", 2006).
+
+``col2im`` is the adjoint: it adds every column entry back to the input pixel it
+was read from. It loops over the KH*KW kernel offsets only; each offset is one
+strided slice-add over the whole batch, so overlapping windows accumulate without
+``np.add.at``.
+
+Both F.unfold/F.fold (PyTorch's names for im2col/col2im) and the convolution ops
+in ember.ops.conv use these helpers.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ember.autograd import Function
+from ember.backend import xp_of
+from ember.errors import ShapeError
+from ember.tensor import Tensor
+
+__all__ = ["unfold", "fold"]
+
+
+class Geometry(NamedTuple):
+    """Everything about a 2-D sliding window except the data.
+
+    Padding is (top, bottom, left, right) so asymmetric "same" padding fits.
+    """
+
+    KH: int
+    KW: int
+    sh: int
+    sw: int
+    dh: int
+    dw: int
+    pt: int
+    pb: int
+    pl: int
+    pr: int
+    OH: int
+    OW: int
+
+    @property
+    def padded(self) -> bool:
+        return bool(self.pt or self.pb or self.pl or self.pr)
+
+
+def out_size(size: int, k: int, stride: int, pad_total: int, dilation: int) -> int:
+    """Output length of a sliding window: floor((size + pad - dilation*(k-1) - 1) / stride) + 1."""
+    return (size + pad_total - dilation * (k - 1) - 1) // stride + 1
+
+
+def make_geometry(H: int, W: int, kernel, stride, dilation, padding) -> Geometry:
+    """Geometry for an H x W input; ``padding`` is (top, bottom, left, right)."""
+    (KH, KW), (sh, sw), (dh, dw) = kernel, stride, dilation
+    pt, pb, pl, pr = padding
+    OH = out_size(H, KH, sh, pt + pb, dh)
+    OW = out_size(W, KW, sw, pl + pr, dw)
+    return Geometry(KH, KW, sh, sw, dh, dw, pt, pb, pl, pr, OH, OW)
+
+
+def pad_input(x, g: Geometry):
+    """Zero-pad the last two dims of x by the geometry's padding (no copy when there is none)."""
+    if not g.padded:
+        return x
+    xp = xp_of(x)
+    widths = ((0, 0),) * (x.ndim - 2) + ((g.pt, g.pb), (g.pl, g.pr))
+    return xp.pad(x, widths)
+
+
+def crop_padding(xpad, g: Geometry):
+    """Inverse of ``pad_input`` for gradients: the unpadded region as a contiguous array."""
+    if not g.padded:
+        return xpad
+    xp = xp_of(xpad)
+    H, W = xpad.shape[-2] - g.pt - g.pb, xpad.shape[-1] - g.pl - g.pr
+    return xp.ascontiguousarray(xpad[..., g.pt:g.pt + H, g.pl:g.pl + W])
+
+
+def windows(xpad, g: Geometry):
+    """All sliding windows of xpad (N, C, Hp, Wp) as a strided view (N, C, KH, KW, OH, OW)."""
+    xp = xp_of(xpad)
+    N, C = xpad.shape[:2]
+    s0, s1, s2, s3 = xpad.strides
+    return xp.lib.stride_tricks.as_strided(
+        xpad,
+        shape=(N, C, g.KH, g.KW, g.OH, g.OW),
+        strides=(s0, s1, g.dh * s2, g.dw * s3, g.sh * s2, g.sw * s3),
+        writeable=False,
+    )
+
+
+def im2col(xpad, g: Geometry, out=None):
+    """Copy the windows of xpad (N, C, Hp, Wp) into columns (N, C*KH*KW, OH*OW).
+
+    ``out``, when given, is a contiguous buffer of at least that many elements that is
+    reused (the caller's chunk loop passes the same buffer every time).
+    """
+    xp = xp_of(xpad)
+    N, C = xpad.shape[:2]
+    shape6 = (N, C, g.KH, g.KW, g.OH, g.OW)
+    if out is None:
+        out = xp.empty(shape6, dtype=xpad.dtype)
+    else:
+        out = out.reshape(-1)[: N * C * g.KH * g.KW * g.OH * g.OW].reshape(shape6)
+    out[...] = windows(xpad, g)  # one strided copy; the innermost axis (OW) is read with stride sw
+    return out.reshape(N, C * g.KH * g.KW, g.OH * g.OW)
+
+
+def col2im(col, g: Geometry, out):
+    """Add columns (N, C*KH*KW, OH*OW) back into ``out`` (N, C, Hp, Wp), which must start zeroed.
+
+    The loop runs over kernel offsets only: offset (kh, kw) touches the output pixels
+    ``out[:, :, kh*dh + oh*sh, kw*dw + ow*sw]``, one strided slice per offset. Windows that
+    overlap (stride < extent) accumulate because the slices are added one after another.
+    """
+    N, C = out.shape[:2]
+    col6 = col.reshape(N, C, g.KH, g.KW, g.OH, g.OW)
+    hspan, wspan = g.sh * (g.OH - 1) + 1, g.sw * (g.OW - 1) + 1
+    for kh in range(g.KH):
+        h0 = kh * g.dh
+        for kw in range(g.KW):
+            w0 = kw * g.dw
+            out[:, :, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw] += col6[:, :, kh, kw]
+    return out
+
+
+def batch_chunk(N: int, per_image_elems: int, budget: int = 1 << 21) -> int:
+    """How many images to lower at once so one column chunk stays near ``budget`` elements.
+
+    Measured (bench/bench_conv.py): lowering a few images at a time keeps the column
+    buffer in cache between the copy that fills it and the GEMM that reads it, which is
+    faster than one giant column matrix for the whole batch and uses far less memory.
+    """
+    return max(1, min(N, budget // max(per_image_elems, 1)))
+
+
+# ---- F.unfold / F.fold -----------------------------------------------------------------------------
+def pair(op: str, name: str, v, minimum: int = 1) -> tuple:
+    """Normalize an int-or-pair argument, raising a clear error naming op and argument."""
+    t = (v, v) if isinstance(v, (int, np.integer)) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, (int, np.integer)) for i in t):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints, got {v!r}")
+    if any(i < minimum for i in t):
+        raise ValueError(f"{op}: {name} must be >= {minimum}, got {v!r}")
+    return tuple(int(i) for i in t)
+
+
+class Unfold(Function):
+    """im2col as an op: (N, C, H, W) -> (N, C*KH*KW, OH*OW); backward is col2im."""
+
+    def forward(self, x, *, g: Geometry):
+        self.g, self.shape = g, x.shape
+        return im2col(pad_input(x, g), g)
+
+    def backward(self, gy):
+        xp, g = xp_of(gy), self.g
+        N, C, H, W = self.shape
+        gxpad = xp.zeros((N, C, H + g.pt + g.pb, W + g.pl + g.pr), dtype=gy.dtype)
+        return crop_padding(col2im(gy, g, gxpad), g)
+
+
+class Fold(Function):
+    """col2im as an op: (N, C*KH*KW, L) -> (N, C, H, W), summing overlaps; backward is im2col."""
+
+    def forward(self, col, *, g: Geometry, size: tuple):
+        xp = xp_of(col)
+        self.g = g
+        N, CK = col.shape[:2]
+        C, (H, W) = CK // (g.KH * g.KW), size
+        out = xp.zeros((N, C, H + g.pt + g.pb, W + g.pl + g.pr), dtype=col.dtype)
+        return crop_padding(col2im(col, g, out), g)
+
+    def backward(self, gy):
+        return im2col(pad_input(gy, self.g), self.g)
+
+
+def _window_args(op, kernel_size, dilation, padding, stride):
+    k = pair(op, "kernel_size", kernel_size)
+    d = pair(op, "dilation", dilation)
+    p = pair(op, "padding", padding, minimum=0)
+    s = pair(op, "stride", stride)
+    return k, d, (p[0], p[0], p[1], p[1]), s
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Extract sliding blocks (im2col): (N, C, H, W) -> (N, C*KH*KW, L), PyTorch's F.unfold.
+
+    Column index c*KH*KW + kh*KW + kw holds channel c at kernel offset (kh, kw); L = OH*OW
+    counts window positions in row-major order. An unbatched (C, H, W) input gives (C*KH*KW, L).
+    """
+    if input.ndim == 3:
+        return unfold(input.unsqueeze(0), kernel_size, dilation, padding, stride).squeeze(0)
+    if input.ndim != 4:
+        raise ShapeError(f"unfold: expected a 3-D or 4-D input (N, C, H, W), got shape {input.shape}")
+    k, d, p, s = _window_args("unfold", kernel_size, dilation, padding, stride)
+    g = make_geometry(input.shape[2], input.shape[3], k, s, d, p)
+    if g.OH < 1 or g.OW < 1:
+        raise ShapeError(
+            f"unfold: input spatial size {input.shape[2:]} (padding {padding}) is smaller than the "
+            f"kernel's extent {(d[0] * (k[0] - 1) + 1, d[1] * (k[1] - 1) + 1)}"
+        )
+    return Unfold.apply(input, g=g)
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sum sliding blocks back into an image (col2im): (N, C*KH*KW, L) -> (N, C, H, W), PyTorch's F.fold.
+
+    ``fold(unfold(x))`` multiplies each pixel by the number of windows that cover it.
+    """
+    if input.ndim == 2:
+        return fold(input.unsqueeze(0), output_size, kernel_size, dilation, padding, stride).squeeze(0)
+    if input.ndim != 3:
+        raise ShapeError(f"fold: expected a 2-D or 3-D input (N, C*KH*KW, L), got shape {input.shape}")
+    size = pair("fold", "output_size", output_size)
+    k, d, p, s = _window_args("fold", kernel_size, dilation, padding, stride)
+    g = make_geometry(size[0], size[1], k, s, d, p)
+    if input.shape[1] % (k[0] * k[1]):
+        raise ShapeError(
+            f"fold: input dim 1 ({input.shape[1]}) must be divisible by the kernel size {k[0]}*{k[1]}"
+        )
+    if g.OH < 1 or g.OW < 1 or g.OH * g.OW != input.shape[2]:
+        raise ShapeError(
+            f"fold: input has {input.shape[2]} blocks but output_size {size} with kernel {k}, stride {s}, "
+            f"padding {padding}, dilation {d} gives {max(g.OH, 0)}*{max(g.OW, 0)} blocks"
+        )
+    return Fold.apply(input, g=g, size=size)
