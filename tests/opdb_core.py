@@ -109,6 +109,10 @@ for _name, _gen in [
     add_row(_name, getattr(E, _name), _unary_samples(_gen), torch_fn=getattr(torch, _name))
 add_row("sigmoid_extreme", E.sigmoid, lambda rng: [Sample((np.array([-800.0, -30.0, 0.0, 30.0, 800.0]),))],
         torch_fn=torch.sigmoid)
+add_row("relu_extreme", E.relu, lambda rng: [Sample((np.array([-np.inf, -1.0, 2.0, np.inf]),))],
+        torch_fn=torch.relu, grad=False)
+add_row("pow_scalar_0_at_zero", lambda x: x ** 0, lambda rng: [Sample((np.array([0.0, 1.5, -2.0]),))],
+        torch_fn=lambda x: x ** 0)
 add_row("clamp", lambda x, min=None, max=None: E.clamp(x, min, max),
         lambda rng: [
             Sample((_away(rng, 3, 4, points=(-0.5, 0.7)),), {"min": -0.5, "max": 0.7}),

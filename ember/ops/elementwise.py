@@ -158,6 +158,8 @@ class PowScalar(Function):
 
     def backward(self, gy):
         p = self.p
+        if p == 0:  # d/dx x**0 is 0 everywhere, also at x = 0 (where p * x**-1 gives nan)
+            return xp_of(gy).zeros_like(gy)
         if p == 2:
             return gy * (2 * self.x)
         return gy * (p * self.x ** (p - 1))
@@ -326,9 +328,8 @@ def sigmoid(x: Tensor) -> Tensor:
 
 class Relu(Function):
     def forward(self, x):
-        y = x * (x > 0)  # one pass; keeps dtype (0 * x, never -0 issues for the mask)
-        self.mask = y > 0
-        return y
+        self.mask = x > 0
+        return xp_of(x).maximum(x, 0)  # not x * mask: -inf * 0 would give nan
 
     def backward(self, gy):
         return gy * self.mask
