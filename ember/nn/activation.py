@@ -1,2 +1,213 @@
-"""(being written)"""
-__all__: list[str] = []
+"""Activation layers: thin Modules over the functions in ember.ops (the math lives there)."""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.nn.module import Module, Parameter
+from ember.ops import activation as A
+from ember.ops.elementwise import relu, sigmoid, tanh
+from ember.ops.reduce import log_softmax, softmax
+from ember.tensor import Tensor
+
+__all__ = [
+    "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Softplus",
+    "Softmax", "LogSoftmax", "Softmin", "Hardtanh", "ReLU6", "Mish", "LogSigmoid", "Hardsigmoid", "Hardswish",
+    "Softsign",
+]
+
+
+class _Inplace(Module):
+    """Shared by layers that take PyTorch's ``inplace`` flag (accepted; ember computes out of place)."""
+
+    def __init__(self, inplace: bool = False):
+        super().__init__()
+        self.inplace = inplace
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class ReLU(_Inplace):
+    """max(x, 0)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return relu(x)
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), finite for any x."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return sigmoid(x)
+
+
+class Tanh(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return tanh(x)
+
+
+class LeakyReLU(Module):
+    """x if x > 0 else negative_slope * x."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False):
+        super().__init__()
+        self.negative_slope, self.inplace = negative_slope, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.leaky_relu(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+
+
+class PReLU(Module):
+    """Leaky ReLU with a learned slope: one shared value, or one per channel (dim 1) when num_parameters = C.
+
+    Shapes: input (N, C, *) -> same; weight (num_parameters,), initialized to ``init``.
+    """
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, device=None, dtype=None):
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = Parameter(np.full((num_parameters,), init, dtype=np.dtype(dtype or np.float32)))
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        from ember.nn.init import constant_
+
+        constant_(self.weight, self.init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.prelu(x, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class ELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.elu(x, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
+class CELU(ELU):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.celu(x, self.alpha)
+
+
+class SELU(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.selu(x)
+
+
+class GELU(Module):
+    """x * Phi(x); ``approximate="tanh"`` for the tanh approximation."""
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.gelu(x, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class SiLU(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.silu(x)
+
+
+class Mish(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.mish(x)
+
+
+class Softplus(Module):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.softplus(x, self.beta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(Module):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.min_val, self.max_val, self.inplace = min_val, max_val, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return A.hardtanh(x, self.min_val, self.max_val)
+
+    def extra_repr(self) -> str:
+        return f"min_val={self.min_val}, max_val={self.max_val}" + (", inplace=True" if self.inplace else "")
+
+
+class ReLU6(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.relu6(x)
+
+
+class LogSigmoid(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.logsigmoid(x)
+
+
+class Hardsigmoid(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.hardsigmoid(x)
+
+
+class Hardswish(_Inplace):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.hardswish(x)
+
+
+class Softsign(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return A.softsign(x)
+
+
+def _softmax_dim(ndim: int) -> int:
+    # PyTorch's legacy rule when dim is not given: 0 for 0-, 1- and 3-D inputs, else 1.
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(Module):
+    """exp(x) / sum(exp(x)) along ``dim``."""
+
+    def __init__(self, dim: int | None = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Softmin(Softmax):
+    def forward(self, x: Tensor) -> Tensor:
+        return softmax(-x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
+
+
+class LogSoftmax(Softmax):
+    """log(softmax(x)) along ``dim``, computed stably in one op."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return log_softmax(x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
