@@ -146,7 +146,7 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
     if fn0 is None:  # backward on a leaf: its gradient is the seed itself
         _accumulate(root, gradient.copy(), set())
         return
-    if getattr(fn0, "freed", False):
+    if "freed" in fn0.__dict__:
         raise _freed_error(fn0)
     _, consumers = _toposort(fn0)
     grads = {fn0: gradient.copy()}
@@ -155,50 +155,55 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
     while ready:
         fn = ready.pop()
         gy = grads.pop(fn)
-        if getattr(fn, "freed", False):
+        d = fn.__dict__
+        if "freed" in d:
             raise _freed_error(fn)
-        for _, _, vc, version in fn.in_meta:
-            if vc[0] != version:
-                raise GraphError(
-                    f"{type(fn).__name__}: an input saved for backward was modified in place after "
-                    f"the op ran (version {version} -> {vc[0]}); clone() it before changing it"
-                )
-        retained = fn.__dict__.get("retained")
+        retained = d.get("retained")
         if retained is not None and retained() is not None:
             kept = retained()  # a non-leaf that asked for its .grad (accumulates like a leaf's)
             kept.grad = Tensor(gy.copy()) if kept.grad is None else Tensor(kept.grad.data + gy)
         gxs = fn.backward(gy)
-        if not isinstance(gxs, tuple):
+        if type(gxs) is not tuple:
             gxs = (gxs,)
         if len(gxs) != len(fn.next):
             raise GraphError(
                 f"{type(fn).__name__}.backward returned {len(gxs)} gradients for {len(fn.next)} inputs"
             )
-        for i, (parent, gx) in enumerate(zip(fn.next, gxs)):
-            if parent is None or gx is None:
+        for parent, gx, (shape, dtype, vc, version) in zip(fn.next, gxs, fn.in_meta):
+            if vc[0] != version:
+                raise GraphError(
+                    f"{type(fn).__name__}: an input saved for backward was modified in place after "
+                    f"the op ran (version {version} -> {vc[0]}); clone() it before changing it"
+                )
+            if parent is None:
+                continue
+            if gx is None:
                 if isinstance(parent, Function):
                     _release(parent, consumers, grads, ready)
                 continue
-            shape, dtype = fn.in_meta[i][:2]
-            if gx.shape != shape:
-                raise ShapeError(
-                    f"{type(fn).__name__}.backward: gradient for input {i} has shape {tuple(gx.shape)} "
-                    f"but the input has shape {tuple(shape)}"
-                )
-            if gx.dtype != dtype:
-                raise DTypeError(
-                    f"{type(fn).__name__}.backward: gradient for input {i} has dtype {gx.dtype} "
-                    f"but the input has dtype {dtype}"
-                )
+            if gx.shape != shape or gx.dtype != dtype:
+                _bad_gradient(fn, [g is gx for g in gxs].index(True), gx, shape, dtype)
             if isinstance(parent, Function):
                 prev = grads.get(parent)
                 grads[parent] = gx if prev is None else prev + gx
                 _release(parent, consumers, grads, ready)
-            else:
+            else:  # a leaf tensor (or a subclass such as nn.Parameter)
                 _accumulate(parent, gx, handed)
         if not retain_graph:
-            fn.__dict__.clear()
+            d.clear()
             fn.freed = True
+
+
+def _bad_gradient(fn: Function, i: int, gx, shape, dtype) -> None:
+    """Raise the error for a backward that returned a wrongly shaped or typed gradient."""
+    if gx.shape != shape:
+        raise ShapeError(
+            f"{type(fn).__name__}.backward: gradient for input {i} has shape {tuple(gx.shape)} "
+            f"but the input has shape {tuple(shape)}"
+        )
+    raise DTypeError(
+        f"{type(fn).__name__}.backward: gradient for input {i} has dtype {gx.dtype} but the input has dtype {dtype}"
+    )
 
 
 def _release(parent: Function, consumers: dict, grads: dict, ready: list) -> None:

@@ -311,3 +311,12 @@ def test_error_messages_name_both_shapes():
         ember.randn(3) + ember.randn(4)
     with pytest.raises(ShapeError, match=r"mul.*\(2, 3\).*\(3, 2\)"):
         ember.randn(2, 3) * ember.randn(3, 2)
+
+
+def test_tensor_subclass_leaves_get_gradients():
+    class Param(ember.Tensor):  # like nn.Parameter
+        __slots__ = ()
+
+    w = Param(np.array([1.0, 2.0]), requires_grad=True)
+    (w * w).sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), [2.0, 4.0])
