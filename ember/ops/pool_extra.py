@@ -1,0 +1,186 @@
+"""More pooling: adaptive average/max, max-unpooling, Lp pooling, pooling across channels.
+
+* Adaptive pooling picks, for output cell i of an axis of input size n and output size
+  m, the bin ``[floor(i*n/m), ceil((i+1)*n/m))`` (PyTorch's rule; bins may overlap).
+  When m divides n the bins are plain tiles and the ordinary pools run. Otherwise
+  average pooling is the separable linear map ``Ah @ x @ Aw.T`` with averaging
+  matrices (shared with interpolate), and max pooling gathers one offset of every bin
+  at a time (a loop over the largest bin's offsets, not over pixels) and sends the
+  gradient back with ``bincount`` over flat positions.
+* ``maxout`` (Goodfellow et al., 2013) and ``channel_pool`` pool along the channel axis
+  by viewing (N, C, *S) as a one-channel (N, 1, C, prod(S)) image and running the
+  spatial pool with a (k, 1) kernel, so they share its fast paths and its tie rule.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.autograd import Function
+from ember.backend import xp_of
+from ember.errors import ShapeError
+from ember.ops import elementwise as E
+from ember.ops.pool import _batched, _pair, _unbatch, avg_pool2d, max_pool2d
+from ember.ops.shape import reshape
+from ember.ops.upsample import Resample2d
+from ember.tensor import Tensor
+
+__all__ = ["adaptive_avg_pool2d", "adaptive_max_pool2d", "max_unpool2d", "lp_pool2d", "maxout", "channel_pool"]
+
+
+def _adaptive_size(op: str, output_size, spatial: tuple) -> tuple:
+    """Normalize output_size (int, or tuple whose None entries keep the input size)."""
+    if isinstance(output_size, (int, np.integer)) or output_size is None:
+        output_size = (output_size, output_size)
+    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
+        raise TypeError(f"{op}: output_size must be an int or a pair, got {output_size!r}")
+    out = tuple(n if o is None else int(o) for o, n in zip(output_size, spatial))
+    if min(out) <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {output_size}")
+    return out
+
+
+def _bins(n: int, m: int):
+    i = np.arange(m)
+    return (i * n) // m, -((-(i + 1) * n) // m)  # floor(i n / m), ceil((i + 1) n / m)
+
+
+def _average_matrix(n: int, m: int, dtype) -> np.ndarray:
+    start, end = _bins(n, m)
+    cols = np.arange(n)
+    inside = (cols >= start[:, None]) & (cols < end[:, None])
+    return (inside / (end - start)[:, None]).astype(dtype)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Average over adaptive bins. (N, C, H, W) or (C, H, W) -> (N, C, OH, OW)."""
+    x, unb = _batched("adaptive_avg_pool2d", input, 2)
+    (h, w), (oh, ow) = x.shape[2:], _adaptive_size("adaptive_avg_pool2d", output_size, x.shape[2:])
+    if h % oh == 0 and w % ow == 0:
+        y = avg_pool2d(x, (h // oh, w // ow))
+    else:
+        y = Resample2d.apply(x, ah=_average_matrix(h, oh, x.dtype), aw=_average_matrix(w, ow, x.dtype))
+    return _unbatch(y, unb)
+
+
+class AdaptiveMaxPool2d(Function):
+    def forward(self, x, out: tuple, sink: dict | None = None):
+        xp = xp_of(x)
+        n, c, h, w = x.shape
+        (r0, r1), (c0, c1) = _bins(h, out[0]), _bins(w, out[1])
+        y = pos = None
+        for a in range(int((r1 - r0).max())):
+            rows = np.minimum(r0 + a, r1 - 1)  # short bins repeat their last row (harmless for a max)
+            for b in range(int((c1 - c0).max())):
+                cols = np.minimum(c0 + b, c1 - 1)
+                flat = xp.asarray(rows[:, None] * w + cols[None, :])
+                v = x[:, :, xp.asarray(rows)[:, None], xp.asarray(cols)[None, :]]
+                if y is None:
+                    y, pos = v, xp.broadcast_to(flat, v.shape)
+                else:  # strict '>' keeps the first maximum in row-major bin order
+                    take = v > y
+                    y, pos = xp.where(take, v, y), xp.where(take, flat, pos)
+        self.pos, self.shape = pos, x.shape
+        if sink is not None:
+            sink["indices"] = xp.ascontiguousarray(pos).astype(np.int64)
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        n, c, h, w = self.shape
+        planes = xp.arange(n * c).reshape(n, c, 1, 1) * (h * w)
+        # Overlapping bins can pick the same element, so positions may repeat: bincount sums them.
+        gx = xp.bincount((self.pos + planes).ravel(), weights=gy.ravel(), minlength=n * c * h * w)
+        return gx.astype(gy.dtype).reshape(self.shape)
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """Max over adaptive bins. (N, C, H, W) or (C, H, W) -> (N, C, OH, OW) [, flat indices h*W+w]."""
+    x, unb = _batched("adaptive_max_pool2d", input, 2)
+    (h, w), (oh, ow) = x.shape[2:], _adaptive_size("adaptive_max_pool2d", output_size, x.shape[2:])
+    if x.dtype.kind != "f":
+        raise TypeError(f"adaptive_max_pool2d: expected a floating point input, got {x.dtype}")
+    if h % oh == 0 and w % ow == 0:
+        out = max_pool2d(x, (h // oh, w // ow), return_indices=return_indices)
+        return tuple(_unbatch(t, unb) for t in out) if return_indices else _unbatch(out, unb)
+    sink: dict | None = {} if return_indices else None
+    y = _unbatch(AdaptiveMaxPool2d.apply(x, out=(oh, ow), sink=sink), unb)
+    return (y, _unbatch(Tensor(sink["indices"]), unb)) if return_indices else y
+
+
+class MaxUnpool2d(Function):
+    def forward(self, x, idx, out_hw: tuple):
+        xp = xp_of(x)
+        n, c = x.shape[:2]
+        self.rows = xp.arange(n * c).reshape(-1, 1)
+        self.idx, self.shape = idx.reshape(n * c, -1), x.shape
+        y = xp.zeros((n * c, out_hw[0] * out_hw[1]), dtype=x.dtype)
+        y[self.rows, self.idx] = x.reshape(n * c, -1)  # repeated indices: one of the values wins, as in PyTorch
+        return y.reshape((n, c) + out_hw)
+
+    def backward(self, gy):
+        n, c = self.shape[:2]
+        return gy.reshape(n * c, -1)[self.rows, self.idx].reshape(self.shape)
+
+
+def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """Inverse of max_pool2d: put each value at its flat index, zeros elsewhere.
+
+    (N, C, H, W) values and int indices (from ``max_pool2d(..., return_indices=True)``) ->
+    (N, C, OH, OW) with ``OH = (H - 1) * stride - 2 * padding + kernel`` unless ``output_size``.
+    """
+    x, unb = _batched("max_unpool2d", input, 2)
+    idx = indices.data.reshape(x.shape) if unb and indices.ndim == 3 else indices.data
+    if tuple(idx.shape) != x.shape:
+        raise ShapeError(f"max_unpool2d: indices shape {tuple(idx.shape)} does not match input shape {input.shape}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"max_unpool2d: indices must be integers, got {idx.dtype}")
+    k = _pair("max_unpool2d", "kernel_size", kernel_size)
+    s = k if stride is None else _pair("max_unpool2d", "stride", stride)
+    p = _pair("max_unpool2d", "padding", padding)
+    if output_size is None:
+        out = tuple((n - 1) * si - 2 * pi + ki for n, si, pi, ki in zip(x.shape[2:], s, p, k))
+    else:
+        out = tuple(int(v) for v in tuple(output_size)[-2:])
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out[0] * out[1]):
+        raise IndexError(f"max_unpool2d: index {int(idx.max()) if int(idx.min()) >= 0 else int(idx.min())} "
+                         f"is out of range for output size {out}")
+    return _unbatch(MaxUnpool2d.apply(x, Tensor(idx), out_hw=out), unb)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """Power-average pooling: ``(sum over the window of x**p) ** (1/p)``, PyTorch's formula.
+
+    p = inf is max pooling and p = 1 is sum pooling. Composite (gradient by autograd);
+    like PyTorch's, its gradient is infinite where a window sums to zero.
+    """
+    kh, kw = _pair("lp_pool2d", "kernel_size", kernel_size)
+    out = avg_pool2d(input ** float(norm_type), (kh, kw), stride, 0, ceil_mode)
+    return (E.sign(out) * E.relu(E.abs(out)) * float(kh * kw)) ** (1.0 / float(norm_type))
+
+
+def channel_pool(input: Tensor, kernel_size: int, stride: int | None = None, mode: str = "max") -> Tensor:
+    """Pool along the channel axis: (N, C, *S) -> (N, OC, *S), windows of ``kernel_size`` channels.
+
+    ``stride`` defaults to ``kernel_size`` (disjoint groups). ``mode`` is "max" (ties: the
+    first channel of the window gets the gradient) or "mean".
+    """
+    if mode not in ("max", "mean"):
+        raise ValueError(f"channel_pool: mode must be 'max' or 'mean', got {mode!r}")
+    if input.ndim < 2:
+        raise ShapeError(f"channel_pool: expected an input of shape (N, C, ...), got {input.shape}")
+    n, c, rest = input.shape[0], input.shape[1], input.shape[2:]
+    k = int(kernel_size)
+    s = k if stride is None else int(stride)
+    if k < 1 or s < 1 or k > c:
+        raise ValueError(f"channel_pool: need 1 <= kernel_size <= channels and stride >= 1, "
+                         f"got kernel_size {k}, stride {s}, channels {c}")
+    x = reshape(input, (n, 1, c, int(np.prod(rest))))
+    y = max_pool2d(x, (k, 1), (s, 1)) if mode == "max" else avg_pool2d(x, (k, 1), (s, 1))
+    return reshape(y, (n, y.shape[2]) + tuple(rest))
+
+
+def maxout(input: Tensor, pieces: int) -> Tensor:
+    """Maxout: the max over each group of ``pieces`` consecutive channels. (N, C, *S) -> (N, C/pieces, *S)."""
+    if input.ndim < 2 or input.shape[1] % int(pieces):
+        raise ShapeError(f"maxout: channels must be divisible by pieces={pieces}, got input shape {input.shape}")
+    return channel_pool(input, int(pieces), mode="max")
