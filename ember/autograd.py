@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+
 from ember.errors import DTypeError, GraphError, ShapeError
 
 _grad_enabled = True
@@ -238,9 +240,15 @@ def _accumulate(leaf, gx, handed: set) -> None:
     if leaf.grad is None:
         # Arrays handed to two leaves (Add passes gy to both) or views of other
         # arrays are copied, so an in-place change to one .grad never leaks.
-        if id(gx) in handed or getattr(gx, "base", None) is not None:
+        # NumPy scalars (what NumPy returns for 0-d results) become 0-d arrays so
+        # that in-place setters such as grad.zero_() work on them.
+        if isinstance(gx, np.generic):
+            gx = np.array(gx)
+        elif id(gx) in handed or getattr(gx, "base", None) is not None:
             gx = gx.copy()
         handed.add(id(gx))
         leaf.grad = Tensor(gx)
     else:
-        leaf.grad.data = leaf.grad.data + gx
+        # Out of place: gx may also be pending for another Function.
+        total = leaf.grad.data + gx
+        leaf.grad.data = np.array(total) if isinstance(total, np.generic) else total

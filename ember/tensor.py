@@ -209,6 +209,8 @@ class Tensor:
             )
         if self.requires_grad and self.grad_fn is not None:
             raise GraphError(f"{op}: in-place change of a tensor that is part of the graph is not supported")
+        if isinstance(self.data, np.generic):  # NumPy returns scalars for 0-d results; make it writable
+            self.data = np.array(self.data)
         self._vc[0] += 1
 
     def _operand(self, other):

@@ -320,3 +320,13 @@ def test_tensor_subclass_leaves_get_gradients():
     w = Param(np.array([1.0, 2.0]), requires_grad=True)
     (w * w).sum().backward()
     np.testing.assert_allclose(w.grad.numpy(), [2.0, 4.0])
+
+
+def test_zero_d_grads_and_results_support_inplace_setters():
+    x = ember.tensor(2.0, requires_grad=True)
+    (x * x).backward()
+    x.grad.zero_()  # NumPy gives scalars for 0-d results; the grad must still be writable
+    assert x.grad.item() == 0.0 and x.grad.shape == ()
+    y = ember.tensor(1.0).exp()
+    y.fill_(3.0)
+    assert y.item() == 3.0
