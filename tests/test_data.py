@@ -121,6 +121,18 @@ def test_generic_dataset_default_collate_and_sampler():
     assert list(out) == [5, 5]
 
 
+def test_getitems_protocol_gets_whole_index_list():
+    calls = []
+
+    class Many(Squares):
+        def __getitems__(self, idx):
+            calls.append(list(idx))
+            return [self[i] for i in idx]
+
+    (x, i, _), = list(DataLoader(Many(), batch_size=3, sampler=[4, 2, 7]))
+    assert calls == [[4, 2, 7]] and i.numpy().tolist() == [4, 2, 7]
+
+
 def test_num_workers_matches_serial():
     ds = ArrayDataset(np.random.default_rng(1).random((70, 3)).astype(np.float32), np.arange(70))
     serial = list(DataLoader(ds, batch_size=8, shuffle=True, generator=ember.Generator(5)))

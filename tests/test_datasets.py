@@ -133,7 +133,8 @@ def test_cifar10_binary(tmp_path, monkeypatch):
     assert xb.shape == (3, 3, 32, 32) and xb.dtype == np.float32
     np.testing.assert_array_equal(yb.numpy(), want[5][1])
     (folder / "test_batch.bin").write_bytes(data[:-1])
-    with pytest.raises(FormatError, match=r"test_batch.bin: CIFAR-10 binary batch has 9218 bytes, expected exactly 9219"):
+    with pytest.raises(FormatError, match=r"test_batch.bin: CIFAR-10 binary batch has 9218 bytes, expected exactly "
+                                          r"9219"):
         CIFAR10(folder, train=False)
 
 

@@ -2,7 +2,8 @@
 
 Where the dataset is array-backed (it has ``get_batch(indices)``, see ember.data.dataset)
 each batch is one fancy-indexing call plus the batch transform, with no Python loop
-over samples. Other datasets are read sample by sample and stacked by ``default_collate``.
+over samples. A dataset with PyTorch's ``__getitems__(list_of_indices)`` gets the whole
+index list in one call and its samples are collated. Other datasets are read sample by sample and stacked by ``default_collate``.
 
 ``num_workers > 0`` prefetches up to ``2 * num_workers`` batches in a thread pool.
 Threads (not processes) suffice because the batch path spends its time in NumPy,
@@ -161,7 +162,8 @@ class DataLoader:
         if self.collate_fn is None and has_batch_path(self.dataset):
             batch = self.dataset.get_batch(indices)
             return tuple(_to_tensor(b) for b in batch) if isinstance(batch, tuple) else _to_tensor(batch)
-        samples = [self.dataset[int(i)] for i in indices]
+        getitems = getattr(self.dataset, "__getitems__", None)  # PyTorch's list-of-samples protocol
+        samples = getitems(indices.tolist()) if getitems is not None else [self.dataset[int(i)] for i in indices]
         return (self.collate_fn or default_collate)(samples)
 
     def __iter__(self) -> Iterator:
