@@ -3,7 +3,8 @@
 Where the dataset is array-backed (it has ``get_batch(indices)``, see ember.data.dataset)
 each batch is one fancy-indexing call plus the batch transform, with no Python loop
 over samples. A dataset with PyTorch's ``__getitems__(list_of_indices)`` gets the whole
-index list in one call and its samples are collated. Other datasets are read sample by sample and stacked by ``default_collate``.
+index list in one call and its samples are collated. Other datasets are read sample by
+sample and stacked by ``default_collate``.
 
 ``num_workers > 0`` prefetches up to ``2 * num_workers`` batches in a thread pool.
 Threads (not processes) suffice because the batch path spends its time in NumPy,
