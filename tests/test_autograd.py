@@ -330,3 +330,15 @@ def test_zero_d_grads_and_results_support_inplace_setters():
     y = ember.tensor(1.0).exp()
     y.fill_(3.0)
     assert y.item() == 3.0
+
+
+@pytest.mark.parametrize("make_view", [lambda a: a[0:2], lambda a: a.reshape(3, 1), lambda a: a.T,
+                                       lambda a: ember.flip(a, 0)], ids=["slice", "reshape", "T", "flip"])
+def test_views_share_the_version_counter(make_view):
+    w = leaf(1.0, 2.0, 3.0)
+    a = ember.tensor([3.0, 4.0, 5.0], dtype=ember.float64)
+    y = (w * a).sum()  # Mul saved a
+    v = make_view(a)
+    v.mul_(2)  # changes a's memory through a view
+    with pytest.raises(GraphError, match="modified in place"):
+        y.backward()

@@ -31,6 +31,13 @@ def _dim(op: str, dim: int, ndim: int) -> int:
     return dim % max(ndim, 1)
 
 
+def _view_of(out: Tensor, x: Tensor) -> Tensor:
+    """A view shares its base's version counter, so backward sees in-place changes made through either."""
+    if getattr(out.data, "base", None) is not None:
+        out._vc = x._vc
+    return out
+
+
 def sum_to(g, shape: tuple):
     """Sum array ``g`` down to ``shape`` (the inverse of NumPy broadcasting)."""
     if g.shape == shape:
@@ -60,7 +67,7 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
             raise ValueError
     except ValueError:
         raise ShapeError(f"broadcast_to: shape {x.shape} cannot be broadcast to {shape}") from None
-    return BroadcastTo.apply(x, shape=shape)
+    return _view_of(BroadcastTo.apply(x, shape=shape), x)
 
 
 def expand(x: Tensor, *shape) -> Tensor:
@@ -96,7 +103,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
         -1 in shape and (known == 0 or size % known)
     ):
         raise ShapeError(f"reshape: shape {shape} is invalid for a tensor of shape {x.shape} ({size} elements)")
-    return Reshape.apply(x, shape=shape)
+    return _view_of(Reshape.apply(x, shape=shape), x)
 
 
 view = reshape
@@ -150,7 +157,7 @@ def permute(x: Tensor, *dims) -> Tensor:
         raise ShapeError(f"permute: dims {dims} are not a permutation of {x.ndim} dimensions")
     if dims == tuple(range(x.ndim)):
         return x
-    return Permute.apply(x, dims=dims)
+    return _view_of(Permute.apply(x, dims=dims), x)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -337,7 +344,7 @@ def getitem(x: Tensor, index) -> Tensor:
         index = tuple(i.data if isinstance(i, Tensor) else (np.asarray(i) if isinstance(i, list) else i) for i in index)
     if _has_advanced(index):
         _check_index(x, index)
-    return GetItem.apply(x, index=index)
+    return _view_of(GetItem.apply(x, index=index), x)
 
 
 def index_select(x: Tensor, dim: int, index) -> Tensor:
@@ -357,7 +364,7 @@ class Flip(Function):
 
 def flip(x: Tensor, dims) -> Tensor:
     dims = (dims,) if isinstance(dims, int) else tuple(dims)
-    return Flip.apply(x, dims=tuple(_dim("flip", d, x.ndim) for d in dims))
+    return _view_of(Flip.apply(x, dims=tuple(_dim("flip", d, x.ndim) for d in dims)), x)
 
 
 def repeat(x: Tensor, *sizes) -> Tensor:
