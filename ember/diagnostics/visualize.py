@@ -159,7 +159,11 @@ def plot_correlation(stats, path=None):
 
 
 def read_metrics(run) -> list[dict]:
-    """Records of a run folder's metrics file (JSON lines), or of a .jsonl path."""
+    """Per-epoch records of a run folder's metrics file (JSON lines), or of a .jsonl path.
+
+    ``ember train`` logs both ``{"type": "step", ...}`` and ``{"type": "epoch", ...}``
+    records; when typed records are present only the epoch ones are returned.
+    """
     p = os.fspath(run)
     if os.path.isdir(p):
         names = sorted(f for f in os.listdir(p) if f.endswith(".jsonl"))
@@ -168,7 +172,9 @@ def read_metrics(run) -> list[dict]:
             raise FileNotFoundError(f"read_metrics: no .jsonl metrics file in {p}")
         p = os.path.join(p, (pref or names)[0])
     with open(p) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+        recs = [json.loads(line) for line in fh if line.strip()]
+    epochs = [r for r in recs if r.get("type") == "epoch"]
+    return epochs or [r for r in recs if "type" not in r] or recs
 
 
 def plot_training_curves(run, path=None):
