@@ -11,6 +11,7 @@ import numpy as np
 
 from ember.autograd import Function
 from ember.backend import xp_of
+from ember.errors import DTypeError
 from ember.tensor import Tensor
 
 __all__ = [
@@ -67,7 +68,7 @@ def sum(x: Tensor, dim=None, keepdim: bool = False, dtype=None) -> Tensor:  # no
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Mean over ``dim`` (all dims by default)."""
     if x.dtype.kind not in "fc":
-        raise TypeError(f"mean: expected a floating point tensor, got {x.dtype}; convert with .float()")
+        raise DTypeError(f"mean: expected a floating point tensor, got {x.dtype}; convert with .float()")
     axes = _axes("mean", dim, x.ndim)
     n = int(np.prod([x.shape[a] for a in axes])) if axes else 1
     return sum(x, axes, keepdim) * (1.0 / n if n else float("nan"))
