@@ -23,39 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="zoo model name (default: the one in the checkpoint)")
     parser.add_argument("--data", default=None, help="dataset name, e.g. fashion-mnist, cifar10, synthetic-shapes "
                                                      "(default: the checkpoint's dataset)")
-    parser.add_argument("--data-root", default=None, help="folder holding the dataset files")
+    parser.add_argument("--data-dir", default=None, help="folder holding the dataset files")
     parser.add_argument("--run", default=None, help="run folder with metrics.jsonl, for training curves")
     parser.add_argument("--out", default="report.html", help="where to write the HTML report")
     parser.add_argument("--batches", type=int, default=4, help="batches of test images for activation statistics")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
-
-
-def _meta_model(meta: dict) -> tuple[str | None, dict]:
-    """Model name and builder kwargs from a checkpoint's metadata, whatever the nesting."""
-    for key in ("model", "config", "args"):
-        v = meta.get(key)
-        if isinstance(v, str):
-            return v, dict(meta.get("model_kwargs") or {})
-        if isinstance(v, dict):
-            name = v.get("name") or v.get("model")
-            if isinstance(name, str):
-                return name, dict(v.get("kwargs") or v.get("model_kwargs") or {})
-    return None, {}
-
-
-def _meta_data(meta: dict) -> str | None:
-    for key in ("data", "dataset"):
-        v = meta.get(key)
-        if isinstance(v, str):
-            return v
-        if isinstance(v, dict) and isinstance(v.get("name"), str):
-            return v["name"]
-    for v in meta.values():
-        if isinstance(v, dict):
-            found = _meta_data(v) if v is not meta else None
-            if found:
-                return found
-    return None
 
 
 def run(args) -> int:
@@ -64,40 +36,34 @@ def run(args) -> int:
     from ember.tensor import Tensor
 
     meta: dict = {}
-    tensors = None
-    if args.checkpoint:
-        from ember.cli.checkpoint import read_checkpoint
+    try:
+        if args.checkpoint:
+            from ember.cli.evaluate import load_model
 
-        if not os.path.exists(args.checkpoint):
-            print(f"ember inspect: checkpoint {args.checkpoint!r} does not exist", file=sys.stderr)
+            model, meta = load_model(args.checkpoint)
+            name = meta["model"]
+        elif args.model:
+            name = args.model
+        else:
+            print("ember inspect: error: pass --checkpoint or --model", file=sys.stderr)
             return 2
-        tensors, meta = read_checkpoint(args.checkpoint)
-    name, kwargs = _meta_model(meta)
-    name = args.model or name
-    if name is None:
-        print("ember inspect: no model name: pass --model (the checkpoint's metadata names none)", file=sys.stderr)
+        data = load_image_data(args.data or meta.get("data") or "synthetic-shapes", root=args.data_dir)
+        if not args.checkpoint:  # a freshly initialized zoo model shaped for the data
+            from ember.cli.summary import build_model
+
+            model = build_model(name, (data.in_channels, data.input_size, data.input_size),
+                                num_classes=data.num_classes)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ember inspect: error: {e}", file=sys.stderr)
         return 2
-    data_name = args.data or _meta_data(meta) or "synthetic-shapes"
-    data = load_image_data(data_name, root=args.data_root)
-    if not kwargs:  # fit a fresh zoo model to the data
-        from ember.cli.summary import build_model
-
-        model = build_model(name, (data.in_channels, data.input_size, data.input_size), num_classes=data.num_classes)
-    else:
-        from ember.models import get_model
-
-        model = get_model(name, **kwargs)
-    if tensors is not None:
-        from ember.cli.checkpoint import model_state
-
-        model.load_state_dict({k: Tensor(v) for k, v in model_state(tensors).items()})
     n = max(args.batches, 1) * args.batch_size
-    x = data.x_test[:n].astype(np.float32) / 255.0
-    mean = np.asarray(data.mean, np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(data.std, np.float32).reshape(1, -1, 1, 1)
-    x = (x - mean) / std
+    # Normalize as in training (the checkpoint stores the statistics it used).
+    mean = np.asarray(meta.get("mean", data.mean), np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(meta.get("std", data.std), np.float32).reshape(1, -1, 1, 1)
+    x = (data.x_test[:n].astype(np.float32) / 255.0 - mean) / std
     batches = [Tensor(np.ascontiguousarray(x[i:i + args.batch_size])) for i in range(0, len(x), args.batch_size)]
     title = f"{name} on {data.name}" + (f" ({os.path.basename(args.checkpoint)})" if args.checkpoint else "")
-    build_report(model, batches, args.out, run=args.run, title=title, class_names=list(data.classes))
+    build_report(model, batches, args.out, run=args.run, title=title,
+                 class_names=list(meta.get("classes", data.classes)))
     print(f"wrote {args.out}")
     return 0
