@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ImageData", "load_image_data", "list_datasets", "DATASETS"]
+__all__ = ["ImageData", "load_image_data", "check_dataset_name", "list_datasets", "DATASETS"]
 
 
 @dataclass
@@ -112,10 +112,15 @@ def list_datasets() -> list[str]:
     return sorted(DATASETS)
 
 
-def load_image_data(name: str, root: str | None = None, download: bool = True, **kw) -> ImageData:
-    """Load dataset ``name``; raises ValueError listing the valid names when it is unknown."""
+def check_dataset_name(name: str) -> str:
+    """The registry key for ``name``; raises ValueError listing the valid names when it is unknown."""
     key = name.strip().lower().replace("_", "-")
     key = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(list_datasets())}")
-    return DATASETS[key](root, download, **kw)
+    return key
+
+
+def load_image_data(name: str, root: str | None = None, download: bool = True, **kw) -> ImageData:
+    """Load dataset ``name``; raises ValueError listing the valid names when it is unknown."""
+    return DATASETS[check_dataset_name(name)](root, download, **kw)

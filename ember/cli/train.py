@@ -131,6 +131,11 @@ def build_run(args):
     from ember.models import get_model
     from ember.optim.lr_scheduler import LambdaLR
 
+    from ember.cli.datasets import check_dataset_name
+    from ember.models import _canonical
+
+    _canonical(args.model)  # unknown names fail here, before any data is read
+    check_dataset_name(args.data)
     data = load_image_data(args.data, root=args.data_dir, download=args.download)
     print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_test)} test images "
           f"{tuple(data.x_train.shape[1:])}, {data.num_classes} classes" + (f" ({data.source})" if data.source else ""))

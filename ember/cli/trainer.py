@@ -151,16 +151,19 @@ class Trainer:
                 if st.step >= self.steps_per_epoch:
                     break
                 x, y = self._batch(x, y)
-                out = self.model(x)
-                loss = nn.functional.cross_entropy(out, y)
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"non-finite loss ({value}) at epoch {epoch + 1}, step {st.step + 1} (global step "
-                        f"{st.global_step + 1}); stopping. Try a smaller --lr or check the inputs.")
-                self.optimizer.zero_grad()
-                loss.backward()
-                self.optimizer.step()
+                # A diverging run overflows somewhere before its loss turns inf/NaN; the finiteness
+                # check below reports that with the step number, so NumPy's own warnings are muted.
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    out = self.model(x)
+                    loss = nn.functional.cross_entropy(out, y)
+                    value = float(loss.item())
+                    if not math.isfinite(value):
+                        raise NonFiniteLossError(
+                            f"non-finite loss ({value}) at epoch {epoch + 1}, step {st.step + 1} (global step "
+                            f"{st.global_step + 1}); stopping. Try a smaller --lr or check the inputs.")
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
                 lr = self.optimizer.param_groups[0]["lr"]
                 if self.scheduler is not None:
                     self.scheduler.step()
