@@ -1,2 +1,240 @@
-"""(being written)"""
-__all__: list[str] = []
+"""Normalization: batch_norm, layer_norm, group_norm, instance_norm, local_response_norm.
+
+The first four are one fused op, :class:`Normalize`, on a view of the input chosen so
+that statistics are taken over some axes (``axes``) and the affine parameters
+broadcast along the others:
+
+    batch_norm     (N, C, L)        stats over (0, 2)   weight (1, C, 1)     (Ioffe & Szegedy, 2015)
+    instance_norm  (N, C, L)        stats over (2,)     weight (1, C, 1)     (Ulyanov et al., 2016)
+    group_norm     (N, G, C/G, L)   stats over (2, 3)   weight (1, G, C/G, 1) (Wu & He, 2018)
+    layer_norm     (M, K)           stats over (1,)     weight (1, K)        (Ba et al., 2016)
+
+Forward: ``xhat = (x - mean) * invstd`` with the biased variance, ``y = xhat * w + b``.
+Backward is the closed form, with M the number of elements per statistic and
+``gh = g * w``:
+
+    gx = invstd / M * (M * gh - sum(gh) - xhat * sum(gh * xhat))
+    gw = sum(g * xhat),  gb = sum(g)      (over the axes the parameters broadcast along)
+
+When ``w`` is constant over the statistic's axes (all but layer_norm) it is folded
+into the per-statistic factor, and the two sums double as ``gw`` and ``gb``, so a
+training step costs two reductions and a handful of elementwise passes. Sums use
+``einsum``, which reduces NCHW over non-contiguous axes much faster than ``sum``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember.autograd import Function
+from ember.backend import xp_of
+from ember.errors import ShapeError
+from ember.ops import elementwise as E
+from ember.ops.pool import avg_pool2d
+from ember.ops.shape import pad, reshape, sum_to
+from ember.tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "local_response_norm"]
+
+_LETTERS = "abcdefgh"
+
+
+def _sum(xp, axes: tuple, *arrays):
+    """Sum of the product of ``arrays`` over ``axes``, keeping reduced dims as size 1."""
+    a = arrays[0]
+    ins = _LETTERS[:a.ndim]
+    out = "".join(c for i, c in enumerate(ins) if i not in axes)
+    r = xp.einsum(",".join([ins] * len(arrays)) + "->" + out, *arrays)
+    return r.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
+
+
+class Normalize(Function):
+    """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
+
+    def forward(self, x, *params, axes: tuple, eps: float, has_w: bool, has_b: bool, stats=None, sink=None):
+        xp = xp_of(x)
+        w = params[0] if has_w else None
+        b = params[-1] if has_b else None
+        self.count = int(np.prod([x.shape[a] for a in axes]))
+        if stats is None:
+            mean = _sum(xp, axes, x) / x.dtype.type(self.count)
+            xhat = x - mean
+            var = _sum(xp, axes, xhat, xhat) / x.dtype.type(self.count)
+            if sink is not None:
+                sink["mean"], sink["var"] = mean, var
+        else:
+            mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
+            xhat = x - mean
+        invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
+        xhat *= invstd
+        y = xhat * w if w is not None else xhat.copy()
+        if b is not None:
+            y += b
+        self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
+        self.batch_stats = stats is None
+        self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
+        self.has_w, self.has_b = has_w, has_b
+        return y
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        xhat, w, axes, m = self.xhat, self.w, self.axes, gy.dtype.type(self.count)
+        # w constant along the statistic's axes: fold it into the per-statistic factor.
+        fold = w is None or all(w.shape[a] == 1 for a in axes)
+        gh = gy if fold else gy * w
+        scale = self.invstd * w if (fold and w is not None) else self.invstd
+        s1 = _sum(xp, axes, gh)
+        s2 = _sum(xp, axes, gh, xhat)
+        grads = []
+        if self.needs_input_grad[0]:
+            if self.batch_stats:
+                t = xhat * (s2 / m)
+                t += s1 / m
+                gx = gh - t
+                gx *= scale
+            else:  # fixed statistics (eval-mode batch norm): only the affine map remains
+                gx = gh * scale
+            grads.append(gx)
+        else:
+            grads.append(None)
+        if self.has_w:
+            gw = sum_to(s2, self.pshape) if fold else sum_to(_sum(xp, self._others(), gy, xhat), self.pshape)
+            grads.append(gw.astype(gy.dtype, copy=False))
+        if self.has_b:
+            gb = sum_to(s1, self.pshape) if fold else sum_to(_sum(xp, self._others(), gy), self.pshape)
+            grads.append(gb.astype(gy.dtype, copy=False))
+        return tuple(grads)
+
+    def _others(self) -> tuple:
+        """Axes the parameters broadcast along."""
+        return tuple(i for i, n in enumerate(self.pshape) if n == 1)
+
+
+def _normalize(x: Tensor, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None, sink=None) -> Tensor:
+    params = [reshape(p, pshape) for p in (weight, bias) if p is not None]
+    return Normalize.apply(x, *params, axes=axes, eps=float(eps), has_w=weight is not None,
+                           has_b=bias is not None, stats=stats, sink=sink)
+
+
+def _check_param(op: str, name: str, p, n: int) -> None:
+    if p is not None and p.numel() != n:
+        raise ShapeError(f"{op}: {name} has {p.numel()} elements (shape {p.shape}) but the input has {n} channels")
+
+
+def _update(buffer: Tensor, value, momentum: float) -> None:
+    """running = (1 - momentum) * running + momentum * value, in place (bumps the version)."""
+    buf = buffer.data
+    buf *= 1 - momentum
+    buf += (momentum * value).reshape(buf.shape).astype(buf.dtype, copy=False)
+    buffer._vc[0] += 1
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+               eps: float = 1e-5) -> Tensor:
+    """Batch normalization over (N, C) / (N, C, L) / (N, C, H, W), per channel C.
+
+    In training the batch statistics (biased variance) normalize, and running buffers,
+    when given, move towards the batch mean and unbiased variance by ``momentum`` (in
+    place). Otherwise the running statistics normalize.
+    """
+    op = "batch_norm"
+    if input.ndim < 2:
+        raise ShapeError(f"{op}: expected an input of shape (N, C, ...), got {input.shape}")
+    n, c = input.shape[:2]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param(op, name, t, c)
+    x = reshape(input, (n, c, -1)) if input.ndim != 3 else input
+    per_channel = n * x.shape[2]
+    if training:
+        if per_channel <= 1:
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input size {input.shape}")
+        sink: dict = {}
+        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, sink=sink)
+        if running_mean is not None:
+            _update(running_mean, sink["mean"], momentum)
+        if running_var is not None:
+            _update(running_var, sink["var"] * (per_channel / (per_channel - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
+        stats = (running_mean.data.reshape(1, c, 1), running_var.data.reshape(1, c, 1))
+        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
+    return reshape(y, input.shape)
+
+
+def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
+                  weight: Tensor | None = None, bias: Tensor | None = None, use_input_stats: bool = True,
+                  momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Normalize each (sample, channel) plane of (N, C, *S) over S.
+
+    Running buffers, when given, track the batch average of the per-instance mean and
+    unbiased variance; ``use_input_stats=False`` normalizes with them instead.
+    """
+    op = "instance_norm"
+    if input.ndim < 3:
+        raise ShapeError(f"{op}: expected an input of shape (N, C, *spatial), got {input.shape}")
+    n, c = input.shape[:2]
+    for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param(op, name, t, c)
+    x = reshape(input, (n, c, -1))
+    size = x.shape[2]
+    if use_input_stats:
+        if size <= 1:
+            raise ValueError(f"{op}: expected more than 1 spatial element when training, got input size {input.shape}")
+        sink: dict = {}
+        y = _normalize(x, weight, bias, (1, c, 1), (2,), eps, sink=sink)
+        if running_mean is not None:
+            _update(running_mean, sink["mean"].mean(axis=0), momentum)
+        if running_var is not None:
+            _update(running_var, sink["var"].mean(axis=0) * (size / (size - 1)), momentum)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
+        stats = (running_mean.data.reshape(1, c, 1), running_var.data.reshape(1, c, 1))
+        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
+    return reshape(y, input.shape)
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize over the trailing ``normalized_shape`` dims of (*, *normalized_shape)."""
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    k = len(shape)
+    if input.shape[input.ndim - k:] != shape or input.ndim < k:
+        raise ShapeError(f"layer_norm: input shape {input.shape} does not end with normalized_shape {shape}")
+    size = int(np.prod(shape))
+    for name, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.shape != shape:
+            raise ShapeError(f"layer_norm: {name} has shape {t.shape} but normalized_shape is {shape}")
+    x = reshape(input, (-1, size)) if input.numel() else reshape(input, (0, size))
+    return reshape(_normalize(x, weight, bias, (1, size), (1,), eps), input.shape)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Normalize (N, C, *S) over groups of C/num_groups channels and S, per sample."""
+    if input.ndim < 2:
+        raise ShapeError(f"group_norm: expected an input of shape (N, C, ...), got {input.shape}")
+    n, c = input.shape[:2]
+    g = int(num_groups)
+    if g <= 0 or c % g:
+        raise ShapeError(f"group_norm: channels {c} must be divisible by num_groups {num_groups}")
+    for name, t in (("weight", weight), ("bias", bias)):
+        _check_param("group_norm", name, t, c)
+    x = reshape(input, (n, g, c // g, -1))
+    return reshape(_normalize(x, weight, bias, (1, g, c // g, 1), (2, 3), eps), input.shape)
+
+
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
+    """``x / (k + alpha * mean of x**2 over `size` neighbouring channels) ** beta`` (Krizhevsky et al., 2012).
+
+    Channels are zero-padded by size//2 before and (size-1)//2 after, as in PyTorch.
+    Composite of pooling and elementwise ops (gradient by autograd).
+    """
+    if input.ndim < 3:
+        raise ShapeError(f"local_response_norm: expected an input of shape (N, C, *S), got {input.shape}")
+    n, c = input.shape[:2]
+    sq = reshape(input * input, (n, 1, c, -1))
+    sq = pad(sq, (0, 0, size // 2, (size - 1) // 2))
+    div = reshape(avg_pool2d(sq, (size, 1), stride=1), input.shape)
+    return input / (div * float(alpha) + float(k)) ** float(beta)
