@@ -16,6 +16,11 @@ def read(path):
         return [json.loads(line) for line in f]
 
 
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def train(tmp_path, *extra, name="run"):
     return main(["train", *BASE, "--out", str(tmp_path / name), *extra])
 
@@ -35,7 +40,7 @@ def test_train_writes_metrics_checkpoints_plot_and_eval_agrees(tmp_path, capsys)
     assert (out / "curves.png").stat().st_size > 1000
     # eval rebuilds the model from the checkpoint's metadata and agrees with the final test line
     assert main(["eval", "--checkpoint", str(out / "last.safetensors"), "--json", str(tmp_path / "e.json")]) == 0
-    res = json.load(open(tmp_path / "e.json"))
+    res = load(tmp_path / "e.json")
     assert res["accuracy"] == pytest.approx(rows[-1]["accuracy"])
     cm = np.array(res["confusion"])
     assert cm.shape == (3, 3) and cm.sum() == 150
@@ -95,7 +100,7 @@ def test_config_file_with_flags_winning(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[train]\nmodel = "mlp"\nepochs = 1\nbatch-size = 48\nlr = 0.02\n')
     assert train(tmp_path, "--config", str(cfg), "--lr", "0.03") == 0
-    conf = json.load(open(tmp_path / "run" / "config.json"))
+    conf = load(tmp_path / "run" / "config.json")
     assert conf["model"] == "mlp" and conf["epochs"] == 1 and conf["lr"] == 0.03
     assert conf["batch_size"] == 32  # given as a flag in BASE: the flag wins
     bad = tmp_path / "bad.toml"

@@ -243,7 +243,8 @@ def run(args) -> int:
     best = trainer.state
     print(f"saved {last} and {out / 'best.safetensors'} (best validation epoch {best.best_epoch})")
     if args.overfit_batch:
-        final = trainer.history[-1]["train_acc"] if trainer.history else 0.0
+        # The validation set is the batch itself, evaluated after the last step (train_acc averages all steps).
+        final = trainer.history[-1].get("val_acc", 0.0) if trainer.history else 0.0
         ok = final >= 0.99
         print(f"overfit-batch: {100 * final:.1f}% on the batch after {best.global_step} steps: "
               + ("OK" if ok else "FAILED (the model cannot fit one batch: check the model and the lr)"))
