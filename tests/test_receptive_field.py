@@ -107,3 +107,23 @@ def test_erf_of_deep_stack_is_smaller_than_theoretical():
 def test_erf_rejects_unknown_layer():
     with pytest.raises(ValueError, match="no leaf module named"):
         effective_receptive_field(nn.Conv2d(1, 1, 3), (1, 5, 5), layer="nope")
+
+
+def test_functional_flatten_makes_linear_global():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 2, 3)
+            self.fc = nn.Linear(2 * 4 * 4, 3)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).reshape(x.shape[0], -1))
+
+    f = _by_name(Net(), (1, 1, 6, 6))
+    # the conv sees 3x3; a unit of fc sees every conv output: 3 + (4 - 1) * 1 = 6 pixels
+    assert f["conv"].rf == (3, 3) and f["fc"].global_ and f["fc"].rf == (6, 6)
+
+
+def test_mlp_has_no_spatial_field():
+    rows = receptive_fields(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), (2, 4))
+    assert [f.text() for _, _, f in rows] == ["-", "-"]

@@ -21,7 +21,7 @@ holds most (95%) of its mass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -48,12 +48,15 @@ class Field:
     jump: tuple
     start: tuple
     global_: bool = False
+    size: tuple = ()  # spatial size of the output this field describes (for a later flatten)
 
     @property
     def area(self) -> float:
         return float(np.prod(self.rf))
 
     def text(self) -> str:
+        if not self.rf:
+            return "-"
         r = f"{self.rf[0]:g}" if len(set(self.rf)) == 1 else "x".join(f"{v:g}" for v in self.rf)
         return f"{r} (all)" if self.global_ else r
 
@@ -82,7 +85,10 @@ def _layer_rule(call: Call, f: Field, in_size: tuple | None, out_size: tuple | N
     m = call.module
     kind = type(m).__name__
     if f.global_ or out_size is None:
-        return f if f.global_ or in_size is None else _make_global(f, in_size)
+        if f.global_:
+            return f
+        size = in_size if in_size is not None else f.size  # a functional flatten sits in between
+        return _make_global(f, size) if size else f
     n = len(out_size)
     if in_size is None:  # spatial output from a non-spatial input (e.g. a decoder's first layer)
         return None
@@ -140,7 +146,7 @@ def fields_from_trace(calls: list[Call]) -> list[Field | None]:
         return []
     root = calls[0].root
     n = root.ndim - 2
-    known: dict = {id(root): Field((1,) * n, (1,) * n, (0.0,) * n)}
+    known: dict = {id(root): Field((1,) * n, (1,) * n, (0.0,) * n, size=tuple(root.shape[2:]))}
     out = []
     for c in calls:
         ins = [f for t in c.inputs for f in first_ancestors(t, known)]
@@ -150,6 +156,8 @@ def fields_from_trace(calls: list[Call]) -> list[Field | None]:
         f = None
         if src is not None and isinstance(c.output, Tensor):
             f = _layer_rule(c, src, _spatial(in_t), _spatial(c.output))
+            if f is not None and not f.global_:
+                f = replace(f, size=_spatial(c.output) or ())
         if isinstance(c.output, Tensor):
             known[graph_key(c.output)] = f
         out.append(f)
