@@ -145,12 +145,14 @@ class _ClassIndexLoss(Function):
         valid = target != ignore_index
         t = xp.where(valid, target, 0)
         wt = (weight[t] if weight is not None else xp.ones(t.shape, dtype=x.dtype)) * valid
-        # one-hot of the labels over dim 1 by comparison: broadcasting, no scatter needed
-        classes = xp.arange(C).reshape((1, C) + (1,) * (x.ndim - 2))
-        self.onehot = classes == t[:, None]
+        # index of each label's entry: (n, y, d1, d2, ...); every position appears once, so
+        # plain fancy-index reads and writes are exact (no scatter-add needed)
+        m = t.ndim
+        grids = [xp.arange(n).reshape((1,) * k + (n,) + (1,) * (m - 1 - k)) for k, n in enumerate(t.shape)]
+        self.idx = (grids[0], t) + tuple(grids[1:])
+        self.shape, self.dtype = x.shape, x.dtype
         self.wb = None if weight is None else weight.reshape((1, C) + (1,) * (x.ndim - 2))
         self.valid, self.wt, self.eps, self.C = valid, wt, eps, C
-        return t
 
     def _finish(self, loss_el, reduction):
         xp = xp_of(loss_el)
@@ -164,13 +166,11 @@ class _ClassIndexLoss(Function):
             return xp.asarray(loss_el.sum() / self.denom, dtype=loss_el.dtype)
 
     def _scale(self, gy):
-        """Upstream gradient per element, shaped to broadcast over dim 1."""
-        if self.reduction == "none":
-            return gy[:, None]
-        if self.reduction == "sum":
-            return gy
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return gy / self.denom
+        """Upstream gradient per element: (N, *) for "none", else a 0-d array."""
+        if self.reduction == "mean":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return gy / self.denom
+        return gy
 
 
 class CrossEntropy(_ClassIndexLoss):
@@ -179,36 +179,45 @@ class CrossEntropy(_ClassIndexLoss):
     def forward(self, x, target, weight, ignore_index, eps, reduction):
         xp = xp_of(x)
         self._setup(x, target, weight, ignore_index, eps)
-        z = x - x.max(axis=1, keepdims=True)
-        lse = xp.log(xp.exp(z).sum(axis=1, keepdims=True))
-        logp = z - lse
-        self.p = xp.exp(logp)
-        picked = (logp * self.onehot).sum(axis=1)  # logp[i, y_i] without fancy indexing
+        z = x - x.max(axis=1, keepdims=True)  # <= 0: exp never overflows; logits like 1e8 stay exact
+        e = xp.exp(z)
+        s = e.sum(axis=1, keepdims=True)
+        e /= s
+        self.p = e  # softmax, all that backward needs
+        log_s = xp.log(s)[:, 0]
+        picked = z[self.idx] - log_s  # log p[i, y_i]
         loss = -(1 - eps) * self.wt * picked
         if eps:
-            wsum = (logp * self.wb).sum(axis=1) if self.wb is not None else logp.sum(axis=1)
-            loss = loss - (eps / self.C) * wsum * self.valid
+            W = self.wb.sum() if self.wb is not None else self.C
+            wsum = (z * self.wb).sum(axis=1) if self.wb is not None else z.sum(axis=1)
+            loss = loss - (eps / self.C) * (wsum - W * log_s) * self.valid
         return self._finish(loss.astype(x.dtype, copy=False), reduction)
 
     def backward(self, gy):
         eps, C = self.eps, self.C
-        W = self.wb.sum() if self.wb is not None else C
-        a = (1 - eps) * self.wt + (eps / C) * W * self.valid
-        g = self.p * a[:, None] - self.onehot * ((1 - eps) * self.wt)[:, None]
+        scale = self._scale(gy)
+        hot = (1 - eps) * self.wt * scale  # weight of the one-hot term per element
         if eps:
-            g = g - (eps / C) * (self.wb if self.wb is not None else 1) * self.valid[:, None]
-        return (g * self._scale(gy)).astype(gy.dtype, copy=False)
+            W = self.wb.sum() if self.wb is not None else C
+            a = hot + (eps / C) * W * self.valid * scale
+        else:
+            a = hot
+        g = self.p * a[:, None]
+        g[self.idx] -= hot
+        if eps:
+            g -= (eps / C) * (self.wb if self.wb is not None else 1) * (self.valid * scale)[:, None]
+        return g.astype(gy.dtype, copy=False)
 
 
 class NLLLoss(_ClassIndexLoss):
     def forward(self, x, target, weight, ignore_index, reduction):
         self._setup(x, target, weight, ignore_index, 0.0)
-        picked = (x * self.onehot).sum(axis=1)
-        return self._finish((-self.wt * picked).astype(x.dtype, copy=False), reduction)
+        return self._finish((-self.wt * x[self.idx]).astype(x.dtype, copy=False), reduction)
 
     def backward(self, gy):
-        g = self.onehot * (-self.wt)[:, None]
-        return (g * self._scale(gy)).astype(gy.dtype, copy=False)
+        g = xp_of(gy).zeros(self.shape, dtype=gy.dtype)
+        g[self.idx] = -self.wt * self._scale(gy)
+        return g
 
 
 def _batched(input: Tensor, target: Tensor):
