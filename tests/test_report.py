@@ -34,7 +34,7 @@ def test_report_resnet20_with_run(tmp_path):
         assert f"<h2>{section}" in text, section
     alts = _images(text)
     assert {"first-layer filters", "effective receptive fields", "class activation maps", "training curves"} <= set(alts)
-    assert "layer3.2.conv2" in text and "272,474" in text  # layer table and parameter count
+    assert "layer3.2.conv2" in text and "269,722" in text  # layer table and parameter count
 
 
 def test_cli_inspect_on_synthetic_data(tmp_path):
