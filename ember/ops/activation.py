@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
 from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
