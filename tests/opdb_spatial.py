@@ -1,4 +1,210 @@
-"""Rows of the op table (see tests/opdb.py)."""
-from tests.opdb import OpInfo, Sample, non_contiguous  # noqa: F401
+"""Rows of the op table for pooling, normalization, dropout and resizing (see tests/opdb.py).
+
+Inputs are small float arrays with odd sizes, padding, ceil_mode, dilation and batch 1;
+random normal values keep max-pool windows free of ties (finite differences cannot
+see through a tie). PyTorch is the reference for forward and gradients.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as TF
+
+import ember
+import ember.nn.functional as F
+from tests.opdb import OpInfo, Sample, non_contiguous
 
 OPS: list = []
+
+
+def add_row(name, fn, samples, **kw):
+    OPS.append(OpInfo(name, fn, samples, **kw))
+
+
+def _n(rng, *shape):
+    return rng.standard_normal(shape)
+
+
+def _kw_samples(shape_kws, extra=()):
+    """One sample per (input shape, kwargs) pair."""
+
+    def samples(rng):
+        out = [Sample((_n(rng, *shape),), kw, name=name) for name, shape, kw in shape_kws]
+        return out + [s(rng) for s in extra]
+
+    return samples
+
+
+def _same(ember_fn, torch_fn, **fixed):
+    """A row's (fn, torch_fn) pair calling both libraries with the same keyword arguments."""
+    return (lambda x, **kw: ember_fn(x, **fixed, **kw)), (lambda x, **kw: torch_fn(x, **fixed, **kw))
+
+
+# ---- pooling ------------------------------------------------------------------------------------------
+_MAX = [
+    ("k2", (2, 3, 8, 8), dict(kernel_size=2)),
+    ("k3s2p1_odd", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding=1)),
+    ("ceil", (2, 2, 7, 6), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("ceil_pad", (1, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("dilation", (1, 2, 9, 8), dict(kernel_size=(2, 3), stride=(1, 2), dilation=2, padding=1)),
+    ("overlap_s1", (2, 1, 5, 5), dict(kernel_size=3, stride=1)),
+    ("global", (2, 2, 5, 5), dict(kernel_size=5)),
+    ("unbatched", (2, 5, 6), dict(kernel_size=2, stride=1)),
+]
+fn, tfn = _same(F.max_pool2d, TF.max_pool2d)
+add_row("max_pool2d", fn, _kw_samples(_MAX, [lambda rng: Sample((non_contiguous(_n(rng, 1, 2, 6, 6)),),
+                                                                dict(kernel_size=2), name="noncontig")]),
+        torch_fn=tfn)
+add_row("max_pool2d_indices", lambda x, **kw: F.max_pool2d(x, return_indices=True, **kw),
+        _kw_samples(_MAX[:5]), torch_fn=lambda x, **kw: TF.max_pool2d(x, return_indices=True, **kw))
+
+_AVG = [
+    ("k2", (2, 3, 8, 8), dict(kernel_size=2)),
+    ("k3s2p1_odd", (1, 2, 7, 9), dict(kernel_size=3, stride=2, padding=1)),
+    ("ceil_pad", (1, 2, 6, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("no_pad_count", (2, 2, 7, 7), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    ("divisor", (1, 2, 6, 5), dict(kernel_size=(2, 3), stride=(1, 2), divisor_override=4)),
+    ("global", (2, 2, 6, 6), dict(kernel_size=6)),
+]
+fn, tfn = _same(F.avg_pool2d, TF.avg_pool2d)
+add_row("avg_pool2d", fn, _kw_samples(_AVG), torch_fn=tfn)
+
+_ONE_D = [("k3s2p1_ceil", (2, 3, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+          ("k2", (1, 2, 8), dict(kernel_size=2)), ("unbatched", (2, 9), dict(kernel_size=3, stride=1))]
+fn, tfn = _same(F.max_pool1d, TF.max_pool1d)
+add_row("max_pool1d", fn, _kw_samples(_ONE_D), torch_fn=tfn)
+fn, tfn = _same(F.avg_pool1d, TF.avg_pool1d)
+add_row("avg_pool1d", fn, _kw_samples(_ONE_D), torch_fn=tfn)
+
+_ADAPT = [("global", (2, 3, 5, 5), dict(output_size=1)), ("divides", (1, 2, 8, 6), dict(output_size=(4, 3))),
+          ("uneven", (2, 2, 7, 9), dict(output_size=(3, 4))), ("grow", (1, 2, 3, 4), dict(output_size=(5, 6))),
+          ("keep_w", (1, 2, 7, 5), dict(output_size=(3, None)))]
+fn, tfn = _same(F.adaptive_avg_pool2d, TF.adaptive_avg_pool2d)
+add_row("adaptive_avg_pool2d", fn, _kw_samples(_ADAPT), torch_fn=tfn)
+fn, tfn = _same(F.adaptive_max_pool2d, TF.adaptive_max_pool2d, return_indices=True)
+add_row("adaptive_max_pool2d", fn, _kw_samples(_ADAPT), torch_fn=tfn)
+
+
+def _unpool_samples(rng):
+    out = []
+    for name, shape, kw, size in [("k2", (2, 2, 6, 8), dict(kernel_size=2), None),
+                                  ("odd_size", (1, 2, 7, 7), dict(kernel_size=2), (7, 7))]:
+        # (Overlapping pooling windows can repeat an index; unpooling then keeps one of the copies
+        # and finite differences see only that one, so the samples use disjoint windows.)
+        x = torch.from_numpy(_n(rng, *shape))
+        y, idx = TF.max_pool2d(x, return_indices=True, **kw)
+        out.append(Sample((y.numpy(), idx.numpy()), dict(kw, output_size=size), name=name))
+    return out
+
+
+add_row("max_unpool2d", lambda x, i, **kw: F.max_unpool2d(x, i, **kw), _unpool_samples,
+        torch_fn=lambda x, i, **kw: TF.max_unpool2d(x, i, **kw))
+
+
+def _pos_samples(rng):
+    return [Sample((rng.uniform(0.5, 2.0, (2, 2, 7, 6)),), dict(kernel_size=3, stride=2), name="k3s2"),
+            Sample((rng.uniform(0.5, 2.0, (1, 2, 6, 7)),), dict(kernel_size=2, ceil_mode=True), name="ceil")]
+
+
+add_row("lp_pool2d", lambda x, **kw: F.lp_pool2d(x, 2, **kw), _pos_samples,
+        torch_fn=lambda x, **kw: TF.lp_pool2d(x, 2, **kw))
+add_row("lp_pool2d_p3", lambda x, **kw: F.lp_pool2d(x, 3.0, **kw), _pos_samples,
+        torch_fn=lambda x, **kw: TF.lp_pool2d(x, 3.0, **kw))
+
+
+def _maxout_ref(x, pieces):
+    return x.reshape(x.shape[0], x.shape[1] // pieces, pieces, *x.shape[2:]).max(axis=2)
+
+
+add_row("maxout", lambda x, **kw: F.maxout(x, **kw),
+        _kw_samples([("conv", (2, 6, 3, 4), dict(pieces=3)), ("linear", (3, 8), dict(pieces=2))]),
+        ref=_maxout_ref)
+
+
+def _channel_ref(x, kernel_size, stride=None, mode="max"):
+    s = stride or kernel_size
+    idx = np.arange(0, x.shape[1] - kernel_size + 1, s)
+    win = np.stack([x[:, i:i + kernel_size] for i in idx], axis=1)
+    return win.max(axis=2) if mode == "max" else win.mean(axis=2)
+
+
+add_row("channel_pool", lambda x, **kw: F.channel_pool(x, **kw),
+        _kw_samples([("max", (2, 6, 3, 3), dict(kernel_size=2)), ("mean", (2, 6, 3, 3), dict(kernel_size=3, mode="mean")),
+                     ("overlap", (1, 7, 4), dict(kernel_size=3, stride=2)),
+                     ("overlap_mean", (1, 7, 2, 2), dict(kernel_size=3, stride=1, mode="mean"))]),
+        ref=_channel_ref)
+
+
+# ---- normalization ------------------------------------------------------------------------------------
+def _affine_samples(shapes, channels_of, noaffine=True):
+    def samples(rng):
+        out = []
+        for name, shape in shapes:
+            c = channels_of(shape)
+            out.append(Sample((_n(rng, *shape), rng.uniform(0.5, 1.5, c), _n(rng, *np.atleast_1d(c))), name=name))
+        if noaffine:
+            out.append(Sample((_n(rng, *shapes[0][1]), None, None), name="no_affine"))
+        return out
+
+    return samples
+
+
+_BN_SHAPES = [("4d", (4, 3, 5, 3)), ("2d", (5, 4)), ("3d_odd", (3, 2, 7)), ("batch1", (1, 3, 3, 3))]
+add_row("batch_norm_train", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True),
+        _affine_samples(_BN_SHAPES, lambda s: s[1]),
+        torch_fn=lambda x, w, b: TF.batch_norm(x, None, None, w, b, training=True))
+
+
+def _bn_eval(lib, tensor):
+    rm, rv = np.linspace(-0.5, 0.5, 3), np.linspace(0.5, 2.0, 3)
+    return lambda x, w, b: lib.batch_norm(x, tensor(rm), tensor(rv), w, b, training=False)
+
+
+add_row("batch_norm_eval", _bn_eval(F, ember.Tensor), _affine_samples([("4d", (2, 3, 4, 3)), ("3d", (3, 3, 5))],
+                                                                       lambda s: s[1]),
+        torch_fn=_bn_eval(TF, torch.from_numpy))
+add_row("instance_norm", lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+        _affine_samples([("4d", (2, 3, 4, 5)), ("3d", (1, 2, 7))], lambda s: s[1]),
+        torch_fn=lambda x, w, b: TF.instance_norm(x, weight=w, bias=b))
+add_row("group_norm", lambda x, w, b: F.group_norm(x, 2, w, b),
+        _affine_samples([("4d", (2, 6, 3, 3)), ("3d", (1, 4, 5)), ("2d", (3, 4))], lambda s: s[1]),
+        torch_fn=lambda x, w, b: TF.group_norm(x, 2, w, b))
+add_row("layer_norm", lambda x, w, b: F.layer_norm(x, (3, 5), w, b),
+        _affine_samples([("3d", (4, 3, 5)), ("4d", (2, 1, 3, 5))], lambda s: s[-2:]),
+        torch_fn=lambda x, w, b: TF.layer_norm(x, (3, 5), w, b))
+add_row("layer_norm_1d", lambda x, w: F.layer_norm(x, 7, w, eps=1e-3),
+        lambda rng: [Sample((_n(rng, 4, 7), rng.uniform(0.5, 1.5, 7)), name="weight_only")],
+        torch_fn=lambda x, w: TF.layer_norm(x, (7,), w, eps=1e-3))
+add_row("local_response_norm", lambda x, **kw: F.local_response_norm(x, **kw),
+        _kw_samples([("odd", (2, 5, 3, 3), dict(size=3, alpha=0.1)), ("even", (1, 6, 4), dict(size=4, alpha=0.2, k=2.0))]),
+        torch_fn=lambda x, **kw: TF.local_response_norm(x, **kw))
+
+
+# ---- dropout: a fixed generator makes the mask the same in every call (gradcheck needs that) ---------
+add_row("dropout", lambda x: F.dropout(x, 0.3, generator=ember.Generator(5)),
+        lambda rng: [Sample((_n(rng, 4, 6),)), Sample((_n(rng, 2, 3, 4),))])
+add_row("dropout2d", lambda x: F.dropout2d(x, 0.5, generator=ember.Generator(5)),
+        lambda rng: [Sample((_n(rng, 3, 4, 3, 3),)), Sample((_n(rng, 4, 2, 2),), name="unbatched")])
+add_row("dropout_eval", lambda x: F.dropout(x, 0.3, training=False), lambda rng: [Sample((_n(rng, 4, 6),))],
+        torch_fn=lambda x: TF.dropout(x, 0.3, training=False))
+
+
+# ---- resizing -----------------------------------------------------------------------------------------
+_RESIZE = [
+    ("nearest_size", (2, 2, 4, 5), dict(size=(7, 9), mode="nearest")),
+    ("nearest_scale", (1, 2, 3, 4), dict(scale_factor=2, mode="nearest")),
+    ("nearest_down", (1, 2, 7, 8), dict(size=(3, 5), mode="nearest")),
+    ("bilinear", (2, 2, 4, 5), dict(size=(7, 9), mode="bilinear", align_corners=False)),
+    ("bilinear_ac", (1, 2, 4, 5), dict(scale_factor=1.5, mode="bilinear", align_corners=True)),
+    ("bilinear_down", (1, 2, 9, 7), dict(size=(4, 3), mode="bilinear")),
+    ("bilinear_scale_frac", (1, 1, 5, 6), dict(scale_factor=(1.7, 2.3), mode="bilinear")),
+    ("linear_1d", (2, 3, 5), dict(size=8, mode="linear")),
+    ("nearest_1d", (2, 3, 5), dict(scale_factor=3, mode="nearest")),
+]
+fn, tfn = _same(F.interpolate, TF.interpolate)
+add_row("interpolate", fn, _kw_samples(_RESIZE), torch_fn=tfn)
+fn, tfn = _same(F.pixel_shuffle, TF.pixel_shuffle)
+add_row("pixel_shuffle", fn, _kw_samples([("r2", (2, 8, 3, 5), dict(upscale_factor=2)),
+                                          ("unbatched_r3", (9, 2, 2), dict(upscale_factor=3))]), torch_fn=tfn)
+fn, tfn = _same(F.pixel_unshuffle, TF.pixel_unshuffle)
+add_row("pixel_unshuffle", fn, _kw_samples([("r2", (2, 2, 6, 4), dict(downscale_factor=2))]), torch_fn=tfn)

@@ -144,7 +144,7 @@ def max_unpool2d(input: Tensor, indices: Tensor, kernel_size, stride=None, paddi
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out[0] * out[1]):
         raise IndexError(f"max_unpool2d: index {int(idx.max()) if int(idx.min()) >= 0 else int(idx.min())} "
                          f"is out of range for output size {out}")
-    return _unbatch(MaxUnpool2d.apply(x, Tensor(idx), out_hw=out), unb)
+    return _unbatch(MaxUnpool2d.apply(x, idx=idx, out_hw=out), unb)
 
 
 def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
