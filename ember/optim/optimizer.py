@@ -22,6 +22,7 @@ import numpy as np
 
 from ember.autograd import enable_grad
 from ember.backend import to_device
+from ember.errors import ShapeError
 from ember.tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -124,8 +125,6 @@ class Optimizer:
                 continue
             g = p.grad.data
             if g.shape != p.data.shape:
-                from ember.errors import ShapeError
-
                 raise ShapeError(
                     f"{type(self).__name__}.step: gradient shape {tuple(g.shape)} does not match "
                     f"parameter shape {tuple(p.data.shape)}"
@@ -211,8 +210,6 @@ def _cast_buffer(key: str, value, p: Tensor):
     if not hasattr(array, "shape"):
         array = np.asarray(array)
     if tuple(array.shape) != tuple(p.data.shape):
-        from ember.errors import ShapeError
-
         raise ShapeError(
             f"load_state_dict: buffer {key!r} has shape {tuple(array.shape)} but its parameter has "
             f"shape {tuple(p.data.shape)}"

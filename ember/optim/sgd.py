@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ember.optim.optimizer import Optimizer
+from ember.tensor import Tensor
 
 __all__ = ["SGD"]
 
@@ -46,8 +47,6 @@ class SGD(Optimizer):
 
     def step(self, closure: Callable[[], Any] | None = None):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
-        from ember.tensor import Tensor
-
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
