@@ -259,6 +259,9 @@ def plot_erf(erfs, path=None):
         ax.imshow(e.heatmap, cmap="magma", interpolation="nearest")
         t, l, b, r = e.theoretical
         ax.add_patch(Rectangle((l - 0.5, t - 0.5), r - l + 1, b - t + 1, fill=False, ec="cyan", lw=1))
+        m = max(2, (b - t + 1) // 4)  # zoom on the theoretical window (plus a margin)
+        ax.set_xlim(max(l - m, 0) - 0.5, min(r + m, e.heatmap.shape[1] - 1) + 0.5)
+        ax.set_ylim(min(b + m, e.heatmap.shape[0] - 1) + 0.5, max(t - m, 0) - 0.5)
         ax.set_title(f"{e.layer}\n{100 * e.mass:.0f}% of mass in {100 * e.fraction:.0f}% of RF", fontsize=8)
         ax.set_axis_off()
     fig.tight_layout()
