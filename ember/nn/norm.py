@@ -22,23 +22,25 @@ __all__ = [
 ]
 
 
+def _affine_params(m: Module, weight: bool, bias: bool, shape: tuple, dtype) -> None:
+    """Register ``weight`` (ones) and ``bias`` (zeros), or None placeholders so state dicts match."""
+    dtype = np.dtype(dtype or np.float32)
+    m.register_parameter("weight", Parameter(np.ones(shape, dtype=dtype)) if weight else None)
+    m.register_parameter("bias", Parameter(np.zeros(shape, dtype=dtype)) if bias else None)
+
+
 class _NormBase(Module):
     """Affine parameters and running-statistics buffers shared by BatchNorm and InstanceNorm."""
 
     def __init__(self, num_features: int, eps: float, momentum: float | None, affine: bool,
-                 track_running_stats: bool, device=None, dtype=None):
+                 track_running_stats: bool, device=None, dtype=None, bias: bool = True):
         super().__init__()
         if int(num_features) <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        dtype = np.dtype(dtype or np.float32)
-        if affine:
-            self.weight = Parameter(np.ones(num_features, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_features, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self.use_bias = bool(affine and bias)
+        _affine_params(self, affine, self.use_bias, (self.num_features,), dtype)
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
@@ -62,7 +64,8 @@ class _NormBase(Module):
         self.reset_running_stats()
         if self.affine:
             self.weight.data[...] = 1
-            self.bias.data[...] = 0
+            if self.bias is not None:
+                self.bias.data[...] = 0
 
     def _momentum(self) -> float:
         """This step's averaging factor; counts the batch when running stats are tracked."""
@@ -75,15 +78,15 @@ class _NormBase(Module):
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+                f"bias={self.use_bias}, track_running_stats={self.track_running_stats}")
 
 
 class _BatchNorm(_NormBase):
     _dims: tuple = ()
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
-                 track_running_stats: bool = True, device=None, dtype=None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim not in self._dims:
@@ -112,8 +115,8 @@ class _InstanceNorm(_NormBase):
     _spatial = 0
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
-                 track_running_stats: bool = False, device=None, dtype=None):
-        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+                 track_running_stats: bool = False, device=None, dtype=None, *, bias: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         d = self._spatial
@@ -152,16 +155,8 @@ class LayerNorm(Module):
             normalized_shape = (int(normalized_shape),)
         self.normalized_shape = tuple(int(n) for n in normalized_shape)
         self.eps, self.elementwise_affine = eps, elementwise_affine
-        dtype = np.dtype(dtype or np.float32)
-        if elementwise_affine:
-            self.weight = Parameter(np.ones(self.normalized_shape, dtype=dtype))
-            if bias:
-                self.bias = Parameter(np.zeros(self.normalized_shape, dtype=dtype))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self.use_bias = bool(elementwise_affine and bias)
+        _affine_params(self, elementwise_affine, self.use_bias, self.normalized_shape, dtype)
         if device is not None:
             self.to(device)
 
@@ -169,25 +164,21 @@ class LayerNorm(Module):
         return N.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.use_bias}")
 
 
 class GroupNorm(Module):
     """Normalize groups of channels per sample (Wu & He, 2018); independent of the batch size."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True, device=None,
-                 dtype=None):
+                 dtype=None, *, bias: bool = True):
         super().__init__()
         if num_groups <= 0 or num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels {num_channels} must be divisible by num_groups {num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = int(num_groups), int(num_channels), eps, affine
-        dtype = np.dtype(dtype or np.float32)
-        if affine:
-            self.weight = Parameter(np.ones(num_channels, dtype=dtype))
-            self.bias = Parameter(np.zeros(num_channels, dtype=dtype))
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        self.use_bias = bool(affine and bias)
+        _affine_params(self, affine, self.use_bias, (self.num_channels,), dtype)
         if device is not None:
             self.to(device)
 
@@ -195,7 +186,7 @@ class GroupNorm(Module):
         return N.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, bias={self.use_bias}"
 
 
 class LocalResponseNorm(Module):
