@@ -25,6 +25,8 @@ from ember.ops.conv import conv2d  # noqa: E402
 
 
 def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    """Median wall time in ms (``MINIMUM=1`` in the environment reports the minimum instead, for
+    a machine shared with other jobs, where the median measures the neighbours)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -32,7 +34,7 @@ def median_ms(fn, repeats: int, warmup: int = 2) -> float:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * (min(times) if os.environ.get("MINIMUM") else statistics.median(times))
 
 
 def blas_info() -> str:
@@ -80,20 +82,20 @@ def workload(N, C, OC, H, W, k, pad, repeats):
         with torch.no_grad():
             torch.nn.functional.conv2d(tx, tw, tb, padding=pad)
 
-    # numpy's GEMMs at the shapes an im2col conv needs: per image (OC,K)@(K,L), (OC,L)@(L,K), (K,OC)@(OC,L)
+    # numpy's GEMMs at the shapes ember's conv runs, per chunk of images: forward (OC,K)@(K,L); weight
+    # grad (K,L)@(L,OC); data grad (stride 1: a forward-shaped conv of gy with the flipped weight).
     K, L = C * k * k, gy.shape[2] * gy.shape[3]
     B = max(1, min(N, (1 << 21) // (K * L)))  # same chunk as ember (im2col.batch_chunk)
     A = rng.standard_normal((OC, K)).astype(np.float32)
     col = rng.standard_normal((B, K, L)).astype(np.float32)
     g = rng.standard_normal((B, OC, L)).astype(np.float32)
-    out1, out3 = np.empty((B, OC, L), np.float32), np.empty((B, K, L), np.float32)
-    At = np.ascontiguousarray(A.T)
+    out1 = np.empty((B, OC, L), np.float32)
 
     def gemms():
         for _ in range(N // B):
             np.matmul(A, col, out=out1)
-            (g @ col.swapaxes(-1, -2)).sum(0)
-            np.matmul(At, g, out=out3)
+            (col @ g.swapaxes(-1, -2)).sum(0)
+            np.matmul(A, col, out=out1)
 
     # Check the two agree before timing anything.
     ember_step()

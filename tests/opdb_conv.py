@@ -17,14 +17,17 @@ def _conv2d_samples(rng):
     r = rng.standard_normal
     return [
         Sample((r((2, 3, 5, 6)), r((4, 3, 3, 3)), r(4)), name="basic"),
-        Sample((r((1, 2, 7, 5)), r((3, 2, 2, 3)), r(3)), {"stride": (2, 1), "padding": (1, 2)}, name="strided_nonsquare"),
+        Sample((r((1, 2, 7, 5)), r((3, 2, 2, 3)), r(3)), {"stride": (2, 1), "padding": (1, 2)},
+               name="strided_nonsquare"),
         Sample((r((2, 2, 7, 7)), r((2, 2, 3, 2)), r(2)), {"dilation": (2, 3), "padding": 1}, name="dilated"),
         Sample((r((2, 4, 5, 5)), r((6, 2, 3, 3)), r(6)), {"groups": 2, "stride": 2, "padding": 1}, name="grouped"),
         Sample((r((2, 3, 6, 5)), r((6, 1, 3, 3)), r(6)), {"groups": 3, "padding": 1}, name="depthwise_x2"),
-        Sample((r((1, 2, 6, 6)), r((3, 2, 2, 2)), r(3)), {"padding": "same", "dilation": 2}, name="same_even_kernel"),
+        Sample((r((1, 2, 6, 6)), r((3, 2, 2, 2)), r(3)), {"padding": "same", "dilation": 2},
+               name="same_even_kernel"),
         Sample((r((1, 2, 5, 4)), r((2, 2, 3, 3)), r(2)), {"padding": "valid"}, name="valid"),
         Sample((r((2, 1, 3, 3)), r((2, 1, 3, 3)), r(2)), name="input_equals_kernel"),
-        Sample((r((1, 2, 4, 9)), r((2, 2, 1, 4)), r(2)), {"stride": 3, "padding": (0, 2)}, name="stride_gt_kernel_rows"),
+        Sample((r((1, 2, 4, 9)), r((2, 2, 1, 4)), r(2)), {"stride": 3, "padding": (0, 2)},
+               name="stride_gt_kernel_rows"),
         Sample((r((2, 5, 5)), r((3, 2, 3, 3)), r(3)), {"padding": 1}, name="unbatched"),
         Sample((non_contiguous(r((1, 2, 5, 5))), r((2, 2, 3, 3)), r(2)), {"padding": 1}, name="noncontig"),
         Sample((r((2, 3, 4, 4)), r((2, 3, 3, 3))), {"padding": 4, "stride": 2}, name="no_bias_big_pad"),
@@ -35,7 +38,8 @@ def _conv1d_samples(rng):
     r = rng.standard_normal
     return [
         Sample((r((2, 3, 9)), r((4, 3, 3)), r(4)), {"stride": 2, "padding": 1}, name="strided"),
-        Sample((r((1, 4, 8)), r((4, 2, 4)), r(4)), {"groups": 2, "dilation": 2, "padding": "same"}, name="grouped_same"),
+        Sample((r((1, 4, 8)), r((4, 2, 4)), r(4)), {"groups": 2, "dilation": 2, "padding": "same"},
+               name="grouped_same"),
         Sample((r((3, 7)), r((2, 3, 2))), name="unbatched_nobias"),
     ]
 

@@ -60,15 +60,16 @@ def _gemm_weight_grad(xpad, gy, g: Geometry, G: int):
     OCg, L = OC // G, g.OH * g.OW
     K = xpad.shape[1] // G * g.KH * g.KW
     gy4 = gy.reshape(N, G, OCg, L)
-    gw = xp.zeros((G, OCg, K), dtype=gy.dtype)
+    gwt = xp.zeros((G, K, OCg), dtype=gy.dtype)
     buf = None
     for n0, n1 in _chunks(N, G * K * L, xp):
         col = im2col(xpad[n0:n1], g, out=buf)
         buf = col if buf is None else buf
         col4 = col.reshape(n1 - n0, G, K, L)
-        # (nb, G, OCg, L) @ (nb, G, L, K): BLAS reads the transposed view without a copy.
-        gw += (gy4[n0:n1] @ col4.swapaxes(-1, -2)).sum(axis=0)
-    return gw
+        # (nb, G, K, L) @ (nb, G, L, OCg): BLAS reads the transposed view of gy without a copy.
+        # This orientation (tall result K x OCg) measured ~25% faster than gy @ col.T here.
+        gwt += (col4 @ gy4[n0:n1].swapaxes(-1, -2)).sum(axis=0)
+    return xp.ascontiguousarray(gwt.swapaxes(-1, -2))
 
 
 def _gemm_data_grad(gy, wg, g: Geometry, padded_shape):
@@ -87,6 +88,12 @@ def _gemm_data_grad(gy, wg, g: Geometry, padded_shape):
         buf = gcol if buf is None else buf
         col2im(gcol.reshape(nb, G * K, L), g, gxpad[n0:n1])
     return gxpad
+
+
+def _bias_grad(gy):
+    """Sum gy (N, OC, OH, OW) over all but the channel axis: reduce the contiguous pixel axis first."""
+    N, OC = gy.shape[:2]
+    return gy.reshape(N, OC, -1).sum(axis=2).sum(axis=0)
 
 
 # ---- conv2d ------------------------------------------------------------------------------------------
@@ -119,9 +126,8 @@ class Conv2d(Function):
         if need[1]:
             gw = _gemm_weight_grad(self.xpad, gy, g, G).reshape(self.wshape)
         if len(need) > 2 and need[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
-
 
     def _data_grad(self, gy):
         xp, g, G, w = xp_of(gy), self.g, self.groups, self.w
@@ -306,7 +312,7 @@ class ConvTranspose2d(Function):
         if need[1]:
             gw = _gemm_weight_grad(gfull, xp.ascontiguousarray(self.x), g, G).reshape(self.wshape)
         if len(need) > 2 and need[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
 
