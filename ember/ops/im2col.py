@@ -94,12 +94,11 @@ def windows(xpad, g: Geometry):
     xp = xp_of(xpad)
     N, C = xpad.shape[:2]
     s0, s1, s2, s3 = xpad.strides
-    return xp.lib.stride_tricks.as_strided(
-        xpad,
-        shape=(N, C, g.KH, g.KW, g.OH, g.OW),
-        strides=(s0, s1, g.dh * s2, g.dw * s3, g.sh * s2, g.sw * s3),
-        writeable=False,
-    )
+    shape = (N, C, g.KH, g.KW, g.OH, g.OW)
+    strides = (s0, s1, g.dh * s2, g.dw * s3, g.sh * s2, g.sw * s3)
+    if xp is np:  # read-only, since overlapping windows alias the same pixels
+        return np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)  # CuPy has no writeable flag
 
 
 def im2col(xpad, g: Geometry, out=None):
