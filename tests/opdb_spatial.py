@@ -129,7 +129,8 @@ def _channel_ref(x, kernel_size, stride=None, mode="max"):
 
 
 add_row("channel_pool", lambda x, **kw: F.channel_pool(x, **kw),
-        _kw_samples([("max", (2, 6, 3, 3), dict(kernel_size=2)), ("mean", (2, 6, 3, 3), dict(kernel_size=3, mode="mean")),
+        _kw_samples([("max", (2, 6, 3, 3), dict(kernel_size=2)),
+                     ("mean", (2, 6, 3, 3), dict(kernel_size=3, mode="mean")),
                      ("overlap", (1, 7, 4), dict(kernel_size=3, stride=2)),
                      ("overlap_mean", (1, 7, 2, 2), dict(kernel_size=3, stride=1, mode="mean"))]),
         ref=_channel_ref)
@@ -176,7 +177,8 @@ add_row("layer_norm_1d", lambda x, w: F.layer_norm(x, 7, w, eps=1e-3),
         lambda rng: [Sample((_n(rng, 4, 7), rng.uniform(0.5, 1.5, 7)), name="weight_only")],
         torch_fn=lambda x, w: TF.layer_norm(x, (7,), w, eps=1e-3))
 add_row("local_response_norm", lambda x, **kw: F.local_response_norm(x, **kw),
-        _kw_samples([("odd", (2, 5, 3, 3), dict(size=3, alpha=0.1)), ("even", (1, 6, 4), dict(size=4, alpha=0.2, k=2.0))]),
+        _kw_samples([("odd", (2, 5, 3, 3), dict(size=3, alpha=0.1)),
+                     ("even", (1, 6, 4), dict(size=4, alpha=0.2, k=2.0))]),
         torch_fn=lambda x, **kw: TF.local_response_norm(x, **kw))
 
 

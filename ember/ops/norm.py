@@ -28,7 +28,6 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
-from ember.ops import elementwise as E
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape, sum_to
 from ember.tensor import Tensor
@@ -50,8 +49,13 @@ def _sum(xp, axes: tuple, *arrays):
 class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
-    def forward(self, x, *params, axes: tuple, eps: float, has_w: bool, has_b: bool, stats=None, sink=None):
+    def forward(self, x, *params, view: tuple, axes: tuple, eps: float, has_w: bool, has_b: bool, stats=None,
+                sink=None):
         xp = xp_of(x)
+        # Reshaping inside the op (not with recorded reshapes) keeps gx a fresh array, which
+        # the engine can hand to a leaf without a defensive copy.
+        self.shape = x.shape
+        x = x.reshape(view)
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
         self.count = int(np.prod([x.shape[a] for a in axes]))
@@ -73,11 +77,12 @@ class Normalize(Function):
         self.batch_stats = stats is None
         self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
         self.has_w, self.has_b = has_w, has_b
-        return y
+        return y.reshape(self.shape)
 
     def backward(self, gy):
         xp = xp_of(gy)
         xhat, w, axes, m = self.xhat, self.w, self.axes, gy.dtype.type(self.count)
+        gy = gy.reshape(xhat.shape)
         # w constant along the statistic's axes: fold it into the per-statistic factor.
         fold = w is None or all(w.shape[a] == 1 for a in axes)
         gh = gy if fold else gy * w
@@ -86,14 +91,16 @@ class Normalize(Function):
         s2 = _sum(xp, axes, gh, xhat)
         grads = []
         if self.needs_input_grad[0]:
-            if self.batch_stats:
-                t = xhat * (s2 / m)
-                t += s1 / m
-                gx = gh - t
+            out = xp.empty(self.shape, dtype=gy.dtype)
+            gx = out.reshape(xhat.shape)  # a view of `out`: writing it fills `out`
+            if self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
+                xp.multiply(xhat, s2 / m, out=gx)
+                gx += s1 / m
+                xp.subtract(gh, gx, out=gx)
                 gx *= scale
             else:  # fixed statistics (eval-mode batch norm): only the affine map remains
-                gx = gh * scale
-            grads.append(gx)
+                xp.multiply(gh, scale, out=gx)
+            grads.append(out)
         else:
             grads.append(None)
         if self.has_w:
@@ -109,9 +116,11 @@ class Normalize(Function):
         return tuple(i for i, n in enumerate(self.pshape) if n == 1)
 
 
-def _normalize(x: Tensor, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None, sink=None) -> Tensor:
+def _normalize(x: Tensor, view: tuple, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None,
+               sink=None) -> Tensor:
+    """Normalize ``x`` seen as ``view``; the result has x's shape."""
     params = [reshape(p, pshape) for p in (weight, bias) if p is not None]
-    return Normalize.apply(x, *params, axes=axes, eps=float(eps), has_w=weight is not None,
+    return Normalize.apply(x, *params, view=view, axes=axes, eps=float(eps), has_w=weight is not None,
                            has_b=bias is not None, stats=stats, sink=sink)
 
 
@@ -143,13 +152,14 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     n, c = input.shape[:2]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_param(op, name, t, c)
-    x = reshape(input, (n, c, -1)) if input.ndim != 3 else input
-    per_channel = n * x.shape[2]
+    view = (n, c, int(np.prod(input.shape[2:])))
+    per_channel = n * view[2]
     if training:
         if per_channel <= 1:
-            raise ValueError(f"{op}: expected more than 1 value per channel when training, got input size {input.shape}")
+            raise ValueError(f"{op}: expected more than 1 value per channel when training, "
+                             f"got input size {input.shape}")
         sink: dict = {}
-        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, sink=sink)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, sink=sink)
         if running_mean is not None:
             _update(running_mean, sink["mean"], momentum)
         if running_var is not None:
@@ -158,8 +168,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
         stats = (running_mean.data.reshape(1, c, 1), running_var.data.reshape(1, c, 1))
-        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
-    return reshape(y, input.shape)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
+    return y
 
 
 def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var: Tensor | None = None,
@@ -176,13 +186,13 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     n, c = input.shape[:2]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_param(op, name, t, c)
-    x = reshape(input, (n, c, -1))
-    size = x.shape[2]
+    size = int(np.prod(input.shape[2:]))
+    view = (n, c, size)
     if use_input_stats:
         if size <= 1:
             raise ValueError(f"{op}: expected more than 1 spatial element when training, got input size {input.shape}")
         sink: dict = {}
-        y = _normalize(x, weight, bias, (1, c, 1), (2,), eps, sink=sink)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (2,), eps, sink=sink)
         if running_mean is not None:
             _update(running_mean, sink["mean"].mean(axis=0), momentum)
         if running_var is not None:
@@ -191,8 +201,8 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when use_input_stats=False")
         stats = (running_mean.data.reshape(1, c, 1), running_var.data.reshape(1, c, 1))
-        y = _normalize(x, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
-    return reshape(y, input.shape)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
+    return y
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -206,8 +216,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
     for name, t in (("weight", weight), ("bias", bias)):
         if t is not None and t.shape != shape:
             raise ShapeError(f"layer_norm: {name} has shape {t.shape} but normalized_shape is {shape}")
-    x = reshape(input, (-1, size)) if input.numel() else reshape(input, (0, size))
-    return reshape(_normalize(x, weight, bias, (1, size), (1,), eps), input.shape)
+    view = (input.numel() // size if size else 0, size)
+    return _normalize(input, view, weight, bias, (1, size), (1,), eps)
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -221,8 +231,8 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
         raise ShapeError(f"group_norm: channels {c} must be divisible by num_groups {num_groups}")
     for name, t in (("weight", weight), ("bias", bias)):
         _check_param("group_norm", name, t, c)
-    x = reshape(input, (n, g, c // g, -1))
-    return reshape(_normalize(x, weight, bias, (1, g, c // g, 1), (2, 3), eps), input.shape)
+    view = (n, g, c // g, int(np.prod(input.shape[2:])))
+    return _normalize(input, view, weight, bias, (1, g, c // g, 1), (2, 3), eps)
 
 
 def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> Tensor:
