@@ -40,8 +40,8 @@ def _chunks(N: int, per_image: int, xp):
     return [(n0, min(n0 + B, N)) for n0 in range(0, N, B)]
 
 
-def _gemm_forward(xpad, wg, g: Geometry, out):
-    """out (N, G*OCg, OH, OW) = conv of xpad (N, C, Hp, Wp) with wg (G, OCg, K), unpadded."""
+def _gemm_forward(xpad, wg, g: Geometry, out, b=None):
+    """out (N, G*OCg, OH, OW) = conv of xpad (N, C, Hp, Wp) with wg (G, OCg, K), unpadded, + b (OC,)."""
     xp = xp_of(xpad)
     G, OCg, K = wg.shape
     N, L = xpad.shape[0], g.OH * g.OW
@@ -50,6 +50,8 @@ def _gemm_forward(xpad, wg, g: Geometry, out):
         col = im2col(xpad[n0:n1], g, out=buf)
         buf = col if buf is None else buf
         xp.matmul(wg, col.reshape(n1 - n0, G, K, L), out=out[n0:n1].reshape(n1 - n0, G, OCg, L))
+        if b is not None:  # while the chunk's output is still in cache
+            out[n0:n1] += b.reshape(1, -1, 1, 1)
     return out
 
 
@@ -105,9 +107,7 @@ class Conv2d(Function):
         xpad = pad_input(x, g)
         N, OC = x.shape[0], w.shape[0]
         y = xp.empty((N, OC, g.OH, g.OW), dtype=x.dtype)
-        _gemm_forward(xpad, w.reshape(groups, OC // groups, -1), g, y)
-        if b is not None:
-            y += b.reshape(1, OC, 1, 1)
+        _gemm_forward(xpad, w.reshape(groups, OC // groups, -1), g, y, b)
         need = self.needs_input_grad or (False, False, False)
         # Save only what backward reads: the padded input for gw, the weight for gx.
         self.xpad = xpad if need[1] else None
