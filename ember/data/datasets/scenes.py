@@ -67,7 +67,8 @@ class FashionScenes(ArrayDataset):
             NCHW in [0, 1]; uint8 masks -> int64).
 
     Attributes: ``data`` uint8 (N, H, W, 1), ``targets`` uint8 (N, H, W), ``boxes`` int
-    (M, 6) rows ``(scene, class, top, left, height, width)`` for every placed item, ``classes``.
+    (M, 6) rows ``(scene, class, top, left, height, width)`` for every placed item (in
+    paste order), ``sources`` (M,) their indices in the Fashion-MNIST split, ``classes``.
 
     Items are pasted in order, later ones on top (occlusion), each fully inside the canvas.
     """
@@ -125,6 +126,7 @@ class FashionScenes(ArrayDataset):
         if noise:
             img = np.clip(img + noise * rng.standard_normal(img.shape, dtype=np.float32), 0.0, 1.0)
         self.boxes = np.stack([scene_of, cls, tops, lefts, sizes, sizes], axis=1)
+        self.sources = picks  # index of each placed item in the Fashion-MNIST split
         self.threshold, self.ignore_edges = threshold, ignore_edges
         super().__init__(np.rint(img * 255).astype(np.uint8)[..., None], None,
                          transform=transform if transform is not None else ToTensor(),
