@@ -1,5 +1,4 @@
 """Segmentation: datasets (FashionScenes, SkyBird, SegmentationFolder), metrics, models, train/eval loop."""
-import argparse
 import json
 
 import numpy as np
@@ -219,26 +218,17 @@ def test_fcn_upsampling_starts_bilinear():
 
 def test_segment_train_and_eval_write_metrics(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from ember.cli.segment import add_segment_arguments, run_eval, run_train
+    from ember.cli import main
 
-    p = argparse.ArgumentParser()
-    add_segment_arguments(p)
-    for flag, default in [("--model", "unet"), ("--data", "sky-bird"), ("--epochs", 1), ("--batch-size", 8),
-                          ("--lr", 1e-2), ("--weight-decay", 0.0), ("--optimizer", "adam"), ("--seed", 0),
-                          ("--eval-batch-size", 8), ("--log-every", 1)]:
-        p.add_argument(flag, default=default, type=type(default))
-    p.add_argument("--out", default=str(tmp_path / "run"))
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--model-arg", default=[("channels", [4, 8])])
-    args = p.parse_args(["--task", "segment", "--canvas", "16", "--train-scenes", "16", "--test-scenes", "8",
-                         "--grid", "2"])
-    assert run_train(args) == 0
+    out = tmp_path / "run"
+    assert main(["train", "--task", "segment", "--model", "unet", "--data", "sky-bird", "--canvas", "16",
+                 "--train-scenes", "16", "--test-scenes", "8", "--epochs", "1", "--batch-size", "8", "--lr", "0.01",
+                 "--model-arg", "channels=[4, 8]", "--grid", "2", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "mean IoU" in text and "IoU bird" in text
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    m = json.loads((out / "metrics.json").read_text())
     assert 0 <= m["mean_iou"] <= 1 and len(m["confusion_matrix"]) == 2
-    assert (tmp_path / "run" / "predictions.png").stat().st_size > 0
-    ev = argparse.Namespace(checkpoint=str(tmp_path / "run" / "best.safetensors"), data=None, batch_size=4,
-                            json_out=str(tmp_path / "eval.json"), grid=2)
-    assert run_eval(ev) == 0
+    assert (out / "predictions.png").stat().st_size > 0
+    assert main(["eval", "--task", "segment", "--checkpoint", str(out / "best.safetensors"),
+                 "--json", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["mean_iou"] == pytest.approx(m["mean_iou"])

@@ -24,6 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=500, help="samples per evaluation batch")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the results as JSON")
+    from ember.cli.segment import add_segment_arguments
+
+    add_segment_arguments(p)  # --task segment (ember/cli/segment.py)
 
 
 def load_model(path, device: str = "cpu"):
@@ -43,6 +46,10 @@ def load_model(path, device: str = "cpu"):
 
 
 def run(args) -> int:
+    if getattr(args, "task", "classify") == "segment":
+        from ember.cli.segment import run_eval
+
+        return run_eval(args)
     from ember.cli.datasets import load_image_data
     from ember.cli.report import format_confusion, per_class_accuracy
     from ember.cli.train import make_transform

@@ -230,8 +230,25 @@ def _build_model(name: str, num_classes: int, in_channels: int, extra: dict):
     return SEGMENTATION_MODELS[key](num_classes=num_classes, in_channels=in_channels, **extra)
 
 
+# Settings that suit segmentation better than ``ember train``'s classification defaults;
+# used for every flag that is not on the command line.
+SEGMENT_DEFAULTS = {"data": "fashion-scenes", "optimizer": "adam", "lr": 3e-3, "batch_size": 16,
+                    "weight_decay": 1e-4, "eval_batch_size": 100, "log_every": 20}
+
+
+def _segment_defaults(args) -> None:
+    argv = getattr(args, "_argv", None)
+    if argv is None:  # called from Python with a ready namespace: take it as is
+        return
+    for key, value in SEGMENT_DEFAULTS.items():
+        flag = "--" + key.replace("_", "-")
+        if not any(a == flag or a.startswith(flag + "=") for a in argv):
+            setattr(args, key, value)
+
+
 def run_train(args) -> int:
     """``ember train --task segment``: train, then print and save the test metrics and a PNG grid."""
+    _segment_defaults(args)
     extra = dict(getattr(args, "model_arg", []) or [])
     train, test, k, cin, names = build_datasets(args.data, args.canvas, args.train_scenes, args.test_scenes,
                                                 args.seed, args.data_dir)
@@ -243,8 +260,7 @@ def run_train(args) -> int:
               "train_scenes": args.train_scenes, "test_scenes": args.test_scenes, "seed": args.seed,
               "num_classes": k, "in_channels": cin, "class_names": names}
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    lr = args.lr if args.lr is not None else 3e-3
-    res = fit(model, train, test, k, epochs=args.epochs, batch_size=args.batch_size, lr=lr,
+    res = fit(model, train, test, k, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
               weight_decay=args.weight_decay, optimizer=args.optimizer, class_weight=cw,
               time_limit=None if args.time_limit is None else 60 * args.time_limit, seed=args.seed, out=out,
               class_names=names, eval_batch_size=args.eval_batch_size, log_every=args.log_every)
@@ -263,15 +279,12 @@ def run_train(args) -> int:
     return 0
 
 
-def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags for ``ember eval --task segment`` beyond ``--checkpoint``/``--batch-size``/``--json``."""
-    add_segment_arguments(p)
-
-
 def run_eval(args) -> int:
     """``ember eval --task segment --checkpoint DIR/best.safetensors``: metrics on the test scenes."""
     from ember.io import load_checkpoint
 
+    if getattr(args, "_argv", None) is not None and "--batch-size" not in args._argv:
+        args.batch_size = SEGMENT_DEFAULTS["eval_batch_size"]
     ckpt = Path(args.checkpoint)
     config = json.loads((ckpt.parent / "config.json").read_text())
     data = args.data or config["data"]

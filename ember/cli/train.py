@@ -74,6 +74,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-every", type=int, default=10, metavar="STEPS", help="log the loss every STEPS steps")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--num-workers", type=int, default=0, help="DataLoader prefetch threads")
+    from ember.cli.segment import add_segment_arguments
+
+    add_segment_arguments(p)  # --task segment and its flags (ember/cli/segment.py)
 
 
 def _lr_lambda(schedule: str, total: int, warmup: int):
@@ -197,6 +200,10 @@ def build_run(args):
 
 
 def run(args) -> int:
+    if getattr(args, "task", "classify") == "segment":
+        from ember.cli.segment import run_train
+
+        return run_train(args)
     from ember.cli.config import apply_config
     from ember.cli.report import format_confusion, plot_curves
     from ember.cli.trainer import NonFiniteLossError, atomic_write_text

@@ -45,6 +45,13 @@ def register_model(name: str, builder: Callable) -> None:
     _REGISTRY[name] = builder
 
 
+# Segmentation models (fcn, dilated, unet): per-pixel scores (N, K, H, W); see ember/models/segmentation.py.
+from ember.models.segmentation import FCN, DilatedNet, UNet, register as _register_segmentation  # noqa: E402
+
+_register_segmentation(register_model)
+__all__ += ["FCN", "DilatedNet", "UNet"]
+
+
 def list_models() -> list[str]:
     """All registered model names, sorted."""
     return sorted(_REGISTRY)
