@@ -191,7 +191,7 @@ def test_mlp_matches_torch_and_options():
     check_same_as_torch(m, tw, img(3, 1, 28))
     assert n_params(get_model("mlp")) == 784 * 512 + 512 + 512 * 256 + 256 + 256 * 10 + 10
     with pytest.raises(ValueError, match="valid names"):
-        ember.models.MLP([4, 3], activation="swishy")
+        ember.models.MLP([4, 5, 3], activation="swishy")
     with pytest.raises(ValueError, match="sizes"):
         ember.models.MLP([4])
 
@@ -207,32 +207,36 @@ def test_vgg_small_matches_torch(name, bn, cin, size):
     check_same_as_torch(m, t, img(2, cin, size))
 
 
-def test_vgg_imagenet_head_keys_and_output():
+def vgg_count(cfg, bn, classes=1000, cin=3):
+    """torchvision VGG's parameter count, from the configuration."""
+    c, total = cin, 0
+    for v in cfg:
+        if v != "M":
+            total += c * v * 9 + v + (2 * v if bn else 0)
+            c = v
+    return total + 25088 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * classes + classes
+
+
+def test_vgg_imagenet_head_keys_count_and_output():
     # The torchvision head at a small input (64 px, so the trunk gives 2x2 -> AdaptiveAvgPool2d(7)).
+    # One build of the 4096-wide head (~0.5 GB) is enough: vgg16 differs only in the trunk.
     from ember.models.vgg import CFGS
 
     m = get_model("vgg11_bn", num_classes=10, input_size=64)
     t = TVGG(CFGS["vgg11"], True, 10, 3, 64)
     keys = list(m.state_dict())
     assert "classifier.6.weight" in keys and "features.1.running_mean" in keys
+    assert n_params(m) == vgg_count(CFGS["vgg11"], True, classes=10)
     randomize_bn_stats(m)
     check_same_as_torch(m, t, img(1, 3, 64), atol=1e-3)
 
 
 def test_vgg_parameter_counts_match_torchvision():
-    # torchvision's published totals for 1000 classes at 224x224 (vgg16 is counted structurally:
-    # building it needs ~0.6 GB, so count shapes from the config instead).
-    assert n_params(get_model("vgg11")) == 132_863_336
+    # torchvision's published totals (1000 classes, 224x224)
     from ember.models.vgg import CFGS
 
-    def count(cfg, bn):
-        c, total = 3, 0
-        for v in cfg:
-            if v != "M":
-                total += c * v * 9 + v + (2 * v if bn else 0)
-                c = v
-        return total + 25088 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000
-    assert count(CFGS["vgg16"], False) == 138_357_544 and count(CFGS["vgg16"], True) == 138_365_992
+    assert vgg_count(CFGS["vgg11"], False) == 132_863_336 and vgg_count(CFGS["vgg11"], True) == 132_868_840
+    assert vgg_count(CFGS["vgg16"], False) == 138_357_544 and vgg_count(CFGS["vgg16"], True) == 138_365_992
 
 
 @pytest.mark.parametrize("opt", ["A", "B"])
@@ -269,30 +273,27 @@ def test_resnet34_count_and_small_input():
     assert m(ember.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
-@pytest.mark.parametrize("name,kw", [
-    ("mlp", {}), ("lenet5", {}), ("resnet20", {"in_channels": 1}), ("vgg11_bn", {"in_channels": 1, "input_size": 28}),
-])
-def test_overfits_one_small_batch(name, kw):
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "resnet20", "vgg_bn"])
+def test_overfits_one_small_batch(name):
     ember.manual_seed(0)
-    kw = {"num_classes": 4, **kw}
-    if name == "vgg11_bn":  # a slim VGG keeps the test fast; same code path
-        from ember.models import VGG
-
-        m = VGG([8, "M", 16, "M", 32, "M", 32, "M"], batch_norm=True, num_classes=4, in_channels=1,
-                input_size=28, dropout=0.0)
+    if name == "vgg_bn":  # a slim VGG keeps the test fast; same code path as vgg11_bn
+        m = ember.models.VGG([8, "M", 16, "M", 32, "M", 32, "M"], batch_norm=True, num_classes=4, in_channels=1,
+                             input_size=16, dropout=0.0)
     else:
-        m = get_model(name, **kw)
+        m = get_model(name, num_classes=4, in_channels=1, input_size=16)
     rng = np.random.default_rng(0)
-    x = ember.tensor(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
+    x = ember.tensor(rng.standard_normal((8, 1, 16, 16)).astype(np.float32))
     y = ember.tensor(np.arange(8) % 4)
     opt = ember.optim.Adam(m.parameters(), lr=3e-3)
     m.train()
-    for _ in range(60):
+    for _ in range(80):
         loss = nn.functional.cross_entropy(m(x), y)
+        if loss.item() < 0.05:
+            break
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.05, f"{name}: loss {loss.item()} after 60 steps on one batch"
+    assert loss.item() < 0.05, f"{name}: loss {loss.item()} after 80 steps on one batch"
     m.eval()
     with ember.no_grad():
         assert (m(x).numpy().argmax(1) == y.numpy()).all()
