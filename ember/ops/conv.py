@@ -3,16 +3,17 @@
 How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW):
 
     forward         col = im2col(pad(x))            (N, G, K, L)    strided copy
-                    y   = w.reshape(G, OC/G, K) @ col               one GEMM per image and group
-    grad of w       gw  = sum_n gy[n] @ col[n].T                    (OC/G, L) @ (L, K)
-    grad of x       gcol = w.T @ gy ;  gx = col2im(gcol)            KH*KW slice-adds
+                    y   = w.reshape(G, OC/G, K) @ col  (+ b)        one GEMM per image and group
+    grad of w       gw  = (sum_n col[n] @ gy[n].T).T                (K, L) @ (L, OC/G)
+    grad of x       stride 1: gx = conv2d(pad(gy), flipped w with in/out swapped)
+                    else:     gcol = w.T @ gy ;  gx = col2im(gcol)  KH*KW slice-adds
 
-The GEMM is oriented so that its result is already in NCHW order: no transpose of
-the output, no transpose of gy. The batch is lowered a few images at a time into one
-reused column buffer (see ``im2col.batch_chunk``): the copy that fills the buffer
-and the GEMM that reads it then share the cache, and memory stays small. The
-columns are not kept for backward: backward lowers the padded input again, which
-costs one cheap copy instead of holding N*K*L floats per layer.
+The forward GEMM is oriented so that its result is already in NCHW order: no
+transpose of the output, no transpose of gy. The batch is lowered a few images at a
+time into one reused column buffer (see ``im2col.batch_chunk``): the copy that fills
+the buffer and the GEMM that reads it then share the cache, and memory stays small.
+The columns are not kept for backward: backward lowers the padded input again, one
+cheap copy instead of holding N*K*L floats (9x the input for a 3x3 conv) per layer.
 
 conv_transpose2d is the adjoint of conv2d: its forward is conv2d's data gradient
 and its backward uses conv2d's forward and weight gradient, so the three GEMM
