@@ -5,7 +5,7 @@ W4: one Conv2d 64->64, 3x3, padding 1, on a (64, 64, 32, 32) float32 input; forw
 GEMM reaches on the same GEMM shapes (the floor for an im2col convolution), and which BLAS
 kernel numpy uses.
 
-Run from the repository root:  python bench/bench_conv.py [--repeats 7] [--quick]
+Run from the repository root:  python bench/bench_conv.py [--repeats 7] [--threads 2]
 (On machines that set OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE, unset them for numpy's best kernel.)
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ def blas_info() -> str:
         return "threadpoolctl not installed"
 
 
-def workload(N, C, OC, H, W, k, pad, repeats):
+def workload(N, C, OC, H, W, k, pad, repeats, threads=2):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = (rng.standard_normal((OC, C, k, k)) * 0.05).astype(np.float32)
@@ -69,7 +69,7 @@ def workload(N, C, OC, H, W, k, pad, repeats):
 
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     tgy = torch.tensor(gy)
 
@@ -113,10 +113,15 @@ def workload(N, C, OC, H, W, k, pad, repeats):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2, help="threads for torch and for numpy's BLAS")
     args = ap.parse_args(argv)
+    if args.threads != 2:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads, user_api="blas")
     print(f"numpy {np.__version__}; BLAS: {blas_info()}")
     name, shape = "W4 conv 64->64 3x3 pad1, x (64,64,32,32)", (64, 64, 64, 32, 32, 3, 1)
-    e, t, gm, ef, tf, flops, err = workload(*shape, args.repeats)
+    e, t, gm, ef, tf, flops, err = workload(*shape, args.repeats, args.threads)
     print(f"{name}: grad rel. err vs torch {err:.1e}")
     print(f"  fwd+bwd  ember {e:7.1f} ms  torch {t:7.1f} ms  ratio {e / t:.2f}x")
     print(f"  fwd only ember {ef:7.1f} ms  torch {tf:7.1f} ms  ratio {ef / tf:.2f}x")
