@@ -14,6 +14,7 @@ from ember.autograd import Function
 from ember.backend import check_same_device, device_of, xp_of
 from ember.backend import to_device as _to_device
 from ember.errors import ShapeError
+from ember.ops import cuda_kernels
 from ember.tensor import Tensor
 
 __all__ = [
@@ -328,6 +329,9 @@ def sigmoid(x: Tensor) -> Tensor:
 
 class Relu(Function):
     def forward(self, x):
+        if cuda_kernels.fits(x):  # GPU: output and mask in one launch
+            y, self.mask = cuda_kernels.relu_forward(x)
+            return y
         self.mask = x > 0
         return xp_of(x).maximum(x, 0)  # not x * mask: -inf * 0 would give nan
 

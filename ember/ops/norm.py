@@ -28,6 +28,7 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
+from ember.ops import cuda_kernels
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape, sum_to
 from ember.tensor import Tensor
@@ -40,6 +41,8 @@ _LETTERS = "abcdefgh"
 def _sum(xp, axes: tuple, *arrays):
     """Sum of the product of ``arrays`` over ``axes``, keeping reduced dims as size 1."""
     a = arrays[0]
+    if xp is not np and len(arrays) <= 2:  # GPU: one reduction kernel (einsum would transpose and copy)
+        return cuda_kernels.sum_product(axes, *arrays)
     ins = _LETTERS[:a.ndim]
     out = "".join(c for i, c in enumerate(ins) if i not in axes)
     r = xp.einsum(",".join([ins] * len(arrays)) + "->" + out, *arrays)
@@ -59,20 +62,29 @@ class Normalize(Function):
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
         self.count = int(np.prod([x.shape[a] for a in axes]))
-        if stats is None:
-            mean = _sum(xp, axes, x) / x.dtype.type(self.count)
-            xhat = x - mean
-            var = _sum(xp, axes, xhat, xhat) / x.dtype.type(self.count)
-            if sink is not None:
-                sink["mean"], sink["var"] = mean, var
+        if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
+            if stats is None:
+                mean, var = cuda_kernels.mean_var(x, axes, self.count)
+                if sink is not None:
+                    sink["mean"], sink["var"] = mean, var
+            else:
+                mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
+            invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
         else:
-            mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
-            xhat = x - mean
-        invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
-        xhat *= invstd
-        y = xhat * w if w is not None else xhat.copy()
-        if b is not None:
-            y += b
+            if stats is None:
+                mean = _sum(xp, axes, x) / x.dtype.type(self.count)
+                xhat = x - mean
+                var = _sum(xp, axes, xhat, xhat) / x.dtype.type(self.count)
+                if sink is not None:
+                    sink["mean"], sink["var"] = mean, var
+            else:
+                mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
+                xhat = x - mean
+            invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
+            xhat *= invstd
+            y = xhat * w if w is not None else xhat.copy()
+            if b is not None:
+                y += b
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
         self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
@@ -93,7 +105,9 @@ class Normalize(Function):
         if self.needs_input_grad[0]:
             out = xp.empty(self.shape, dtype=gy.dtype)
             gx = out.reshape(xhat.shape)  # a view of `out`: writing it fills `out`
-            if self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
+            if self.batch_stats and xp is not np and cuda_kernels.fits(gh, xhat):  # GPU: one fused launch
+                cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)
+            elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
                 xp.multiply(xhat, s2 / m, out=gx)
                 gx += s1 / m
                 xp.subtract(gh, gx, out=gx)

@@ -26,6 +26,7 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
+from ember.ops import cuda_kernels
 from ember.ops.shape import reshape
 from ember.tensor import Tensor
 
@@ -125,7 +126,12 @@ def _first_argmax(xpad, y, win: _Windows):
 class MaxPool2d(Function):
     def forward(self, x, win: _Windows, sink: dict | None = None):
         xp = xp_of(x)
-        self.win = win
+        self.win, self.arg = win, None
+        if xp is not np and cuda_kernels.fits(x):  # GPU: one launch gives y and the argmax
+            y, self.arg = cuda_kernels.maxpool2d_forward(x, win.k, win.s, win.p, win.d, win.OH, win.OW)
+            if sink is not None:
+                sink["indices"] = self.arg.astype(np.int64)
+            return y
         if win.tiles and win.k[0] * win.k[1] > 16:  # large tiles (global pooling): one reduction
             xpad = x
             y = win.tiled(x).max(axis=(3, 5))
@@ -151,6 +157,8 @@ class MaxPool2d(Function):
     def backward(self, gy):
         xp = xp_of(gy)
         win = self.win
+        if self.arg is not None:  # GPU: scatter to the saved argmax in one launch
+            return cuda_kernels.maxpool2d_backward(gy, self.arg, (win.N, win.C, win.H, win.W))
         idx = self.idx if self.idx is not None else _first_argmax(self.xpad, self.y, win)
         gx = xp.zeros(self.xpad.shape, dtype=gy.dtype)
         for o, rows, cols in win.offsets():

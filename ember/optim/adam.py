@@ -18,6 +18,7 @@ import math
 from typing import Any, Callable, Iterable
 
 from ember.backend import xp_of
+from ember.ops import cuda_kernels
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -64,6 +65,12 @@ class Adam(Optimizer):
                         state["max_exp_avg_sq"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
                 t = state["step"]
+                if cuda_kernels.fits(x, g) and not amsgrad:  # GPU: the whole update in one fused launch
+                    cuda_kernels.adam_step(x, g, state["exp_avg"].data, state["exp_avg_sq"].data, lr, beta1, beta2,
+                                           eps, wd, decoupled, group["maximize"], lr / (1 - beta1**t),
+                                           math.sqrt(1 - beta2**t))
+                    p._vc[0] += 1
+                    continue
                 if group["maximize"]:
                     g = -g
                 if wd != 0:

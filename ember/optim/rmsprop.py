@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ember.backend import xp_of
+from ember.ops import cuda_kernels
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -60,6 +61,10 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
+                if cuda_kernels.fits(x, g) and momentum == 0 and not centered:  # GPU: one fused launch
+                    cuda_kernels.rmsprop_step(x, g, state["square_avg"].data, lr, alpha, eps, wd, group["maximize"])
+                    p._vc[0] += 1
+                    continue
                 if group["maximize"]:
                     g = -g
                 if wd != 0:

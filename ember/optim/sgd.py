@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from ember.backend import xp_of
+from ember.ops import cuda_kernels
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -52,6 +54,15 @@ class SGD(Optimizer):
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
             for p, x, g, state in self._grads(group):
+                if cuda_kernels.fits(x, g):  # GPU: the whole update in one fused launch
+                    buf = state.get("momentum_buffer") if momentum != 0 else None
+                    first = momentum != 0 and buf is None
+                    if first:
+                        buf = state["momentum_buffer"] = Tensor(xp_of(x).empty_like(x))
+                    cuda_kernels.sgd_step(x, g, lr, wd, maximize, momentum, dampening, nesterov,
+                                          None if buf is None else buf.data, first)
+                    p._vc[0] += 1
+                    continue
                 # Arithmetic on raw arrays records nothing in the graph (no_grad semantics);
                 # p.grad itself is never modified: the first rewrite of g makes a new array.
                 if maximize:

@@ -1,0 +1,373 @@
+"""CuPy kernels for the places where the NumPy idiom is slow, or takes many launches, on a GPU.
+
+Every op in ember is written once on ``xp`` arrays and runs on CuPy unchanged. A
+few of them have a second, GPU-only route through this file, chosen in exactly one
+place beside the op (``if xp is not np and cuda_kernels.fits(...)``):
+
+=========================  ======================================  ===========================
+kernel                     replaces (NumPy code beside the op)     why
+=========================  ======================================  ===========================
+maxpool2d_forward          KH*KW ``maximum`` + ``copyto`` passes    one launch, argmax for free
+maxpool2d_backward         KH*KW masked slice-writes               one atomic scatter launch
+col2im                     KH*KW strided slice-adds                one gather launch, no atomics
+batch-norm pieces          einsum sums + 4-6 elementwise passes    2 reductions + 1 tail each way
+relu_forward               ``x > 0`` and ``maximum``               one launch, both outputs
+sgd / adam / rmsprop step  4-10 elementwise passes per parameter   one launch per parameter
+=========================  ======================================  ===========================
+
+A small CuPy kernel launch costs ~10 us of host time, and a ResNet-20 training step
+makes hundreds of them, so fewer launches is most of the GPU speed.
+
+Every kernel is compiled lazily on first use (``functools.cache``), so importing ember
+never needs CuPy. Each wrapper's docstring gives the plain NumPy it computes;
+tests/test_gpu.py checks every wrapper against exactly that NumPy code. The kernels
+handle float32 and float64 (``fits``); other dtypes stay on the generic path.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ember import backend
+
+_FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def fits(*arrays) -> bool:
+    """True when all arrays are CuPy arrays of one dtype, float32 or float64 (what these kernels handle)."""
+    cp = backend._cupy
+    if cp is None or not all(isinstance(a, cp.ndarray) for a in arrays):
+        return False
+    return arrays[0].dtype in _FLOAT and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def _cp():
+    return backend._cupy
+
+
+# ---- max pooling -----------------------------------------------------------------------------------
+@functools.cache
+def _maxpool_fwd():
+    return _cp().ElementwiseKernel(
+        "raw T x, int32 H, int32 W, int32 OH, int32 OW, int32 KH, int32 KW, int32 SH, int32 SW, "
+        "int32 PH, int32 PW, int32 DH, int32 DW",
+        "T y, int32 arg",
+        """
+        const int ow = i % OW;
+        const int oh = (i / OW) % OH;
+        const ptrdiff_t base = (i / ((ptrdiff_t)OW * OH)) * H * W;  // start of this (n, c) plane
+        T best = 0;
+        int where = -1;
+        for (int kh = 0; kh < KH; ++kh) {
+            const int h = oh * SH - PH + kh * DH;
+            if (h < 0 || h >= H) continue;  // padding never wins (it is -inf)
+            for (int kw = 0; kw < KW; ++kw) {
+                const int w = ow * SW - PW + kw * DW;
+                if (w < 0 || w >= W) continue;
+                const T v = x[base + h * W + w];
+                // strict '>' keeps the FIRST maximum in row-major order; NaN wins, as in maximum()
+                if (where < 0 || v > best || (v != v && best == best)) {
+                    best = v;
+                    where = h * W + w;
+                }
+            }
+        }
+        y = best;
+        arg = where;
+        """,
+        "ember_maxpool2d_fwd",
+    )
+
+
+def maxpool2d_forward(x, k, s, p, d, OH: int, OW: int):
+    """Max pooling of contiguous x (N, C, H, W) and the flat position of each window's first maximum.
+
+    NumPy equivalent (``-inf`` padding, windows in row-major order)::
+
+        xpad = pad(x, -inf);  win = windows(xpad)          # (N, C, OH, OW, KH*KW)
+        y = win.max(-1);  o = win.argmax(-1)                # first maximum
+        arg = (oh*sh - ph + (o // KW)*dh) * W + (ow*sw - pw + (o % KW)*dw)
+
+    Returns (y (N, C, OH, OW) in x's dtype, arg (N, C, OH, OW) int32 with ``h * W + w``).
+    """
+    cp = _cp()
+    x = cp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    y = cp.empty((N, C, OH, OW), dtype=x.dtype)
+    arg = cp.empty((N, C, OH, OW), dtype=np.int32)
+    _maxpool_fwd()(x, H, W, OH, OW, k[0], k[1], s[0], s[1], p[0], p[1], d[0], d[1], y, arg)
+    return y, arg
+
+
+@functools.cache
+def _maxpool_bwd():
+    return _cp().ElementwiseKernel(
+        "T gy, int32 arg, int32 HW, int32 OHW",
+        "raw T gx",
+        # several windows may pick the same pixel (overlapping windows): accumulate atomically
+        "atomicAdd(&gx[(i / OHW) * (ptrdiff_t)HW + arg], gy);",
+        "ember_maxpool2d_bwd",
+    )
+
+
+def maxpool2d_backward(gy, arg, in_shape):
+    """Send each window's gradient to its maximum.
+
+    NumPy equivalent::
+
+        gx = zeros(in_shape).reshape(N*C, H*W)
+        np.add.at(gx, (arange(N*C)[:, None], arg.reshape(N*C, -1)), gy.reshape(N*C, -1))
+    """
+    cp = _cp()
+    N, C, H, W = in_shape
+    gx = cp.zeros(in_shape, dtype=gy.dtype)
+    _maxpool_bwd()(gy, arg, H * W, arg.shape[2] * arg.shape[3], gx)
+    return gx
+
+
+# ---- col2im ---------------------------------------------------------------------------------------
+@functools.cache
+def _col2im():
+    return _cp().ElementwiseKernel(
+        "raw T col, int32 Hp, int32 Wp, int32 KH, int32 KW, int32 SH, int32 SW, int32 DH, int32 DW, "
+        "int32 OH, int32 OW",
+        "T out",
+        """
+        // one thread per output pixel (n, c, h, w): gather every column entry read from it
+        const int w = i % Wp;
+        const int h = (i / Wp) % Hp;
+        const ptrdiff_t nc = i / ((ptrdiff_t)Wp * Hp);
+        T s = 0;
+        for (int kh = 0; kh < KH; ++kh) {
+            const int hh = h - kh * DH;
+            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int ww = w - kw * DW;
+                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
+                s += col[((nc * KH + kh) * KW + kw) * OH * OW + (hh / SH) * OW + ww / SW];
+            }
+        }
+        out += s;
+        """,
+        "ember_col2im",
+    )
+
+
+def col2im(col, g, out):
+    """Add columns col (N, C*KH*KW, OH*OW) into ``out`` (N, C, Hp, Wp) in place, as im2col.col2im does.
+
+    NumPy equivalent::
+
+        col6 = col.reshape(N, C, KH, KW, OH, OW)
+        for kh, kw in kernel offsets:
+            out[:, :, kh*dh : kh*dh + sh*(OH-1) + 1 : sh, kw*dw : kw*dw + sw*(OW-1) + 1 : sw] += col6[:, :, kh, kw]
+
+    Each output pixel sums its own entries (a gather), so no atomics are needed.
+    """
+    cp = _cp()
+    col = cp.ascontiguousarray(col)
+    target = out if out.flags.c_contiguous else cp.ascontiguousarray(out)
+    Hp, Wp = out.shape[2:]
+    _col2im()(col, Hp, Wp, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, g.OH, g.OW, target)
+    if target is not out:
+        out[...] = target
+    return out
+
+
+# ---- batch / instance / group norm pieces ----------------------------------------------------------
+@functools.cache
+def _prod_sum():
+    # Reduction variables are named a and b by CuPy, so the inputs are p and q.
+    return _cp().ReductionKernel("T p, T q", "T y", "p * q", "a + b", "y = a", "0", "ember_prod_sum")
+
+
+def sum_product(axes: tuple, x, other=None):
+    """``(x * other).sum(axis=axes, keepdims=True)`` (just ``x.sum(...)`` without ``other``) in one reduction."""
+    if other is None:
+        return x.sum(axis=axes, keepdims=True)
+    return _prod_sum()(x, other, axis=axes, keepdims=True)
+
+
+@functools.cache
+def _sqdiff_sum():
+    return _cp().ReductionKernel("T x, T m", "T y", "(x - m) * (x - m)", "a + b", "y = a", "0", "ember_sqdiff_sum")
+
+
+def mean_var(x, axes: tuple, count: int):
+    """Mean and biased variance over ``axes`` (kept as size-1 dims), two reductions.
+
+    NumPy equivalent: ``m = x.sum(axes, keepdims=True) / count; v = ((x - m)**2).sum(axes, keepdims=True) / count``.
+    """
+    mean = x.sum(axis=axes, keepdims=True)
+    mean /= x.dtype.type(count)
+    var = _sqdiff_sum()(x, mean, axis=axes, keepdims=True)
+    var /= x.dtype.type(count)
+    return mean, var
+
+
+@functools.cache
+def _invstd():
+    return _cp().ElementwiseKernel("T var, T eps", "T inv", "inv = T(1) / sqrt(var + eps);", "ember_invstd")
+
+
+@functools.cache
+def _norm_fwd():
+    return _cp().ElementwiseKernel(
+        "T x, T mean, T invstd, T w, T b", "T xhat, T y",
+        "xhat = (x - mean) * invstd; y = xhat * w + b;",
+        "ember_norm_fwd",
+    )
+
+
+def normalize_forward(x, mean, var, eps: float, w=None, b=None):
+    """invstd (statistics' shape), xhat and y (x's shape) of a normalization in two launches.
+
+    NumPy equivalent (statistics broadcast against x; w = 1 and b = 0 when absent)::
+
+        invstd = 1 / sqrt(var + eps);  xhat = (x - mean) * invstd;  y = xhat * w + b
+    """
+    cp = _cp()
+    t = x.dtype.type
+    invstd = _invstd()(var, t(eps))
+    xhat = cp.empty(x.shape, dtype=x.dtype)
+    y = cp.empty(x.shape, dtype=x.dtype)
+    _norm_fwd()(x, mean, invstd, t(1) if w is None else w, t(0) if b is None else b, xhat, y)
+    return invstd, xhat, y
+
+
+@functools.cache
+def _norm_bwd():
+    return _cp().ElementwiseKernel(
+        "T g, T xhat, T s1, T s2, T scale, T inv_m",
+        "T gx",
+        "gx = (g - (s1 + xhat * s2) * inv_m) * scale;",
+        "ember_norm_bwd",
+    )
+
+
+def normalize_backward(g, xhat, s1, s2, scale, m: int, out):
+    """Input gradient of a normalization with batch statistics, written into ``out``.
+
+    NumPy equivalent: ``out[...] = (g - s1 / m - xhat * s2 / m) * scale`` where s1 = sum(g),
+    s2 = sum(g * xhat) over the statistic's axes and scale = invstd (* w).
+    """
+    _norm_bwd()(g, xhat, s1, s2, scale, g.dtype.type(1.0 / m), out)
+    return out
+
+
+# ---- ReLU -----------------------------------------------------------------------------------------
+@functools.cache
+def _relu_fwd():
+    return _cp().ElementwiseKernel(
+        "T x", "T y, bool mask",
+        "mask = x > 0; y = (mask || x != x) ? x : T(0);",  # NaN passes through, as maximum(x, 0)
+        "ember_relu_fwd",
+    )
+
+
+def relu_forward(x):
+    """``(maximum(x, 0), x > 0)`` in one launch."""
+    cp = _cp()
+    y = cp.empty(x.shape, dtype=x.dtype)
+    mask = cp.empty(x.shape, dtype=np.bool_)
+    _relu_fwd()(x, y, mask)
+    return y, mask
+
+
+# ---- optimizer updates (in place on the parameter and its state) -----------------------------------
+@functools.cache
+def _sgd():
+    return _cp().ElementwiseKernel(
+        "T g, T lr, T wd, T sign", "T p",
+        "T d = sign * g; if (wd != T(0)) d += wd * p; p -= lr * d;",
+        "ember_sgd",
+    )
+
+
+@functools.cache
+def _sgd_momentum():
+    return _cp().ElementwiseKernel(
+        "T g, T lr, T wd, T sign, T momentum, T keep, int32 nesterov, int32 first", "T p, T buf",
+        """
+        T d = sign * g;
+        if (wd != T(0)) d += wd * p;
+        buf = first ? d : momentum * buf + keep * d;
+        d = nesterov ? d + momentum * buf : buf;
+        p -= lr * d;
+        """,
+        "ember_sgd_momentum",
+    )
+
+
+def sgd_step(p, g, lr, wd, maximize, momentum=0.0, dampening=0.0, nesterov=False, buf=None, first=False):
+    """One SGD update in place (ember.optim.SGD's rule).
+
+    NumPy equivalent::
+
+        d = -g if maximize else g;  d = d + wd * p                 (if wd)
+        buf = d if first else momentum * buf + (1 - dampening) * d   (if momentum)
+        d = d + momentum * buf if nesterov else buf                   (if momentum)
+        p -= lr * d
+    """
+    t = p.dtype.type
+    sign = t(-1 if maximize else 1)
+    if buf is None:
+        _sgd()(g, t(lr), t(wd), sign, p)
+    else:
+        _sgd_momentum()(g, t(lr), t(wd), sign, t(momentum), t(1 - dampening), int(nesterov), int(first), p, buf)
+
+
+@functools.cache
+def _adam():
+    return _cp().ElementwiseKernel(
+        "T g, T sign, T decay, T l2, T beta1, T beta2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
+        """
+        T d = sign * g;
+        if (l2 != T(0)) d += l2 * p;
+        p *= decay;
+        m += (T(1) - beta1) * (d - m);
+        v = beta2 * v + (T(1) - beta2) * (d * d);
+        p -= m / (sqrt(v) / sqrt_bc2 + eps) * step_size;
+        """,
+        "ember_adam",
+    )
+
+
+def adam_step(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, maximize, step_size, sqrt_bc2):
+    """One Adam/AdamW update in place (ember.optim.Adam's rule, without amsgrad).
+
+    NumPy equivalent::
+
+        d = -g if maximize else g
+        p *= 1 - lr * wd  (AdamW)        or   d = d + wd * p  (Adam)
+        m += (1 - beta1) * (d - m);  v = beta2 * v + (1 - beta2) * d * d
+        p -= m / (sqrt(v) / sqrt_bc2 + eps) * step_size
+    """
+    t = p.dtype.type
+    decay, l2 = (t(1 - lr * wd), t(0)) if decoupled else (t(1), t(wd))
+    _adam()(g, t(-1 if maximize else 1), decay, l2, t(beta1), t(beta2), t(step_size), t(sqrt_bc2), t(eps),
+            p, m, v)
+
+
+@functools.cache
+def _rmsprop():
+    return _cp().ElementwiseKernel(
+        "T g, T sign, T lr, T wd, T alpha, T eps", "T p, T s",
+        """
+        T d = sign * g;
+        if (wd != T(0)) d += wd * p;
+        s = alpha * s + (T(1) - alpha) * (d * d);
+        p -= lr * (d / (sqrt(s) + eps));
+        """,
+        "ember_rmsprop",
+    )
+
+
+def rmsprop_step(p, g, s, lr, alpha, eps, wd, maximize):
+    """One plain RMSprop update in place (no momentum, not centered).
+
+    NumPy equivalent: ``d = ±g + wd * p;  s = alpha * s + (1 - alpha) * d * d;  p -= lr * d / (sqrt(s) + eps)``.
+    """
+    t = p.dtype.type
+    _rmsprop()(g, t(-1 if maximize else 1), t(lr), t(wd), t(alpha), t(eps), p, s)
