@@ -73,7 +73,7 @@ def main() -> int:
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(y)
+            loss_sum += loss.item() * len(y)
             correct += int((out.argmax(1) == y).sum())
             seen += len(y)
         line = f"epoch {epoch + 1:>3}/{args.epochs}  train loss {loss_sum / seen:.4f} acc {100 * correct / seen:.2f}%"
