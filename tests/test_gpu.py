@@ -221,6 +221,13 @@ def test_norm_kernels_match_numpy(axes, view):
     np.testing.assert_allclose(_host(out), (g - s1 / m - xhat_ref * s2 / m) * inv_ref * w, rtol=1e-10, atol=1e-12)
 
 
+def test_running_update_kernel_matches_numpy():
+    buf, value = RNG.standard_normal(5), RNG.standard_normal((1, 5, 1))
+    got = _dev(buf)
+    K.running_update(got, _dev(value), 0.1)
+    np.testing.assert_allclose(_host(got), 0.9 * buf + 0.1 * value.reshape(5), rtol=1e-12)
+
+
 def test_relu_kernel_matches_numpy():
     x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.0, np.nan, -np.inf, np.inf], dtype=np.float32)
     y, mask = K.relu_forward(_dev(x))
@@ -278,6 +285,19 @@ def test_max_pool_and_batch_norm_float32_on_gpu_match_cpu():
         outs[device] = [asnumpy(a) for a in (y.data, idx.data, t.grad.data, w.grad.data, b.grad.data, rm.data, rv.data)]
     for name, a, b in zip(["y", "indices", "gx", "gw", "gb", "running_mean", "running_var"], outs["cpu"], outs["cuda"]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_dropout_on_gpu_keeps_the_right_fraction_and_gradient():
+    x = ember.ones(200, 500, device="cuda", requires_grad=True)
+    y = F.dropout(x, 0.3, generator=ember.Generator(7))
+    assert y.device == "cuda:0"
+    kept = _host(y.data) != 0
+    assert abs(kept.mean() - 0.7) < 0.01  # 100000 draws: the standard deviation is 0.0015
+    np.testing.assert_allclose(_host(y.data)[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(_host(x.grad.data), kept / 0.7, rtol=1e-6)
+    again = F.dropout(x, 0.3, generator=ember.Generator(7))
+    np.testing.assert_array_equal(_host(again.data), _host(y.data))  # same seed, same mask
 
 
 # ---- training steps match the CPU ----------------------------------------------------------------

@@ -197,10 +197,9 @@ def _sqdiff_sum():
 def mean_var(x, axes: tuple, count: int):
     """Mean and biased variance over ``axes`` (kept as size-1 dims), two reductions.
 
-    NumPy equivalent: ``m = x.sum(axes, keepdims=True) / count; v = ((x - m)**2).sum(axes, keepdims=True) / count``.
+    NumPy equivalent: ``m = x.mean(axes, keepdims=True); v = ((x - m)**2).sum(axes, keepdims=True) / count``.
     """
-    mean = x.sum(axis=axes, keepdims=True)
-    mean /= x.dtype.type(count)
+    mean = x.mean(axis=axes, keepdims=True)
     var = _sqdiff_sum()(x, mean, axis=axes, keepdims=True)
     var /= x.dtype.type(count)
     return mean, var
@@ -256,6 +255,21 @@ def normalize_backward(g, xhat, s1, s2, scale, m: int, out):
     return out
 
 
+@functools.cache
+def _running_update():
+    return _cp().ElementwiseKernel(
+        "T value, T keep, T gain", "T buf", "buf = keep * buf + gain * value;", "ember_running_update")
+
+
+def running_update(buf, value, momentum: float) -> None:
+    """Move a running statistic towards ``value`` in place, in one launch.
+
+    NumPy equivalent: ``buf[...] = (1 - momentum) * buf + momentum * value.reshape(buf.shape)``.
+    """
+    t = buf.dtype.type
+    _running_update()(value.reshape(buf.shape), t(1 - momentum), t(momentum), buf)
+
+
 # ---- ReLU -----------------------------------------------------------------------------------------
 @functools.cache
 def _relu_fwd():
@@ -279,8 +293,8 @@ def relu_forward(x):
 @functools.cache
 def _sgd():
     return _cp().ElementwiseKernel(
-        "T g, T lr, T wd, T sign", "T p",
-        "T d = sign * g; if (wd != T(0)) d += wd * p; p -= lr * d;",
+        "T g, T lr, T wd, T sgn", "T p",
+        "T d = sgn * g; if (wd != T(0)) d += wd * p; p -= lr * d;",
         "ember_sgd",
     )
 
@@ -288,9 +302,9 @@ def _sgd():
 @functools.cache
 def _sgd_momentum():
     return _cp().ElementwiseKernel(
-        "T g, T lr, T wd, T sign, T momentum, T keep, int32 nesterov, int32 first", "T p, T buf",
+        "T g, T lr, T wd, T sgn, T momentum, T keep, int32 nesterov, int32 first", "T p, T buf",
         """
-        T d = sign * g;
+        T d = sgn * g;
         if (wd != T(0)) d += wd * p;
         buf = first ? d : momentum * buf + keep * d;
         d = nesterov ? d + momentum * buf : buf;
@@ -321,9 +335,9 @@ def sgd_step(p, g, lr, wd, maximize, momentum=0.0, dampening=0.0, nesterov=False
 @functools.cache
 def _adam():
     return _cp().ElementwiseKernel(
-        "T g, T sign, T decay, T l2, T beta1, T beta2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
+        "T g, T sgn, T decay, T l2, T beta1, T beta2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
         """
-        T d = sign * g;
+        T d = sgn * g;
         if (l2 != T(0)) d += l2 * p;
         p *= decay;
         m += (T(1) - beta1) * (d - m);
@@ -353,9 +367,9 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, maximize, step_s
 @functools.cache
 def _rmsprop():
     return _cp().ElementwiseKernel(
-        "T g, T sign, T lr, T wd, T alpha, T eps", "T p, T s",
+        "T g, T sgn, T lr, T wd, T alpha, T eps", "T p, T s",
         """
-        T d = sign * g;
+        T d = sgn * g;
         if (wd != T(0)) d += wd * p;
         s = alpha * s + (T(1) - alpha) * (d * d);
         p -= lr * (d / (sqrt(s) + eps));
