@@ -7,9 +7,10 @@ nothing)::
     python bench/gpu_check.py --skip-tests    # timings only
     python bench/gpu_check.py --out my.txt    # another results file ($OUT/gpu_results.txt too, if $OUT is set)
 
-1. ``python -m pytest -m gpu -q tests/`` in a subprocess: every op of tests/opdb.py on
-   CPU vs GPU (forward and gradients) plus tests/test_gpu.py (kernels vs NumPy, devices,
-   checkpoints, label checks, training steps). Its full log goes to gpu_tests.log.
+1. ``python -m pytest -m gpu -q`` in subprocesses: first tests/test_gpu.py (kernels vs
+   NumPy, devices, checkpoints, label checks, training steps) and test_io.py's GPU test,
+   then tests/test_ops.py (every op of tests/opdb.py on CPU vs GPU, forward and
+   gradients); together capped at ``--test-timeout`` s. The full log goes to gpu_tests.log.
 2. Timings, ember and PyTorch interleaved on the same GPU, float32, TF32 off in PyTorch
    so both do full-precision math; ``cudnn.benchmark`` on for PyTorch (its best case):
 
@@ -48,29 +49,36 @@ def elapsed() -> float:
 
 
 # ---- 1. the GPU test suite -------------------------------------------------------------------------
-def run_tests(timeout: float, log_path: str) -> str:
-    """Run the gpu-marked tests; returns pytest's summary line (or why it did not finish)."""
+def _partial_counts(out: str) -> str:
+    """Pass/fail counts from pytest -q progress lines (for a run cut off by the timeout)."""
+    marks = "".join(ln.split("[")[0].strip() for ln in out.splitlines()
+                    if ln.strip() and set(ln.split("[")[0].strip()) <= set(".FEsxX"))
+    return f"{marks.count('.')} passed, {marks.count('F')} failed, {marks.count('E')} errors, " \
+           f"{marks.count('s')} skipped before the cut"
+
+
+def run_tests(paths: list, timeout: float, log) -> str:
+    """Run the gpu-marked tests in ``paths``; returns pytest's summary line (or why it did not finish)."""
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rfE", "--tb=short", "-p", "no:cacheprovider",
-           os.path.join(ROOT, "tests")]
-    print("$", " ".join(cmd), flush=True)
+           *[os.path.join(ROOT, p) for p in paths]]
+    print("$", " ".join(cmd[1:]), flush=True)
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        out, status = proc.stdout + proc.stderr, f"exit {proc.returncode}"
+        out = proc.stdout + proc.stderr
+        lines = [ln for ln in out.splitlines() if ln.strip()]
+        summary = f"{lines[-1] if lines else '(no output)'} [exit {proc.returncode}]"
     except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        status = f"TIMED OUT after {timeout:.0f} s"
-    with open(log_path, "w") as f:
-        f.write(out)
-    lines = [ln for ln in out.splitlines() if ln.strip()]
-    # failures first (short summary), then the last line with the counts
-    failed = [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]
-    for ln in failed[:40]:
+        out = e.stdout or ""
+        out = out.decode(errors="replace") if isinstance(out, bytes) else out
+        summary = f"TIMED OUT after {timeout:.0f} s: {_partial_counts(out)}"
+    log.write(f"$ {' '.join(cmd[1:])}\n{out}\n")
+    failed = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+    for ln in failed[:30]:
         print(ln)
-    if len(failed) > 40:
-        print(f"... {len(failed) - 40} more in {log_path}")
-    summary = lines[-1] if lines else "(no output)"
-    print(f"tests: {summary} [{status}] (full log: {log_path})", flush=True)
-    return f"{summary} [{status}]"
+    if len(failed) > 30:
+        print(f"... {len(failed) - 30} more in the log")
+    print(f"  -> {summary}", flush=True)
+    return summary
 
 
 # ---- 2. timings ------------------------------------------------------------------------------------
@@ -288,12 +296,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="gpu_results.txt", help="results table file (default gpu_results.txt)")
     ap.add_argument("--skip-tests", action="store_true", help="timings only")
-    ap.add_argument("--test-timeout", type=float, default=240, help="seconds for the test suite (default 240)")
+    ap.add_argument("--test-timeout", type=float, default=270, help="seconds for the test suites (default 270)")
     ap.add_argument("--budget", type=float, default=450, help="whole-script deadline in seconds (default 450)")
     ap.add_argument("--only", default="W2,W3,W4,E", help="comma-separated rows to time (default W2,W3,W4,E)")
     args = ap.parse_args()
     out_dir = os.environ.get("OUT")
-    log_path = os.path.join(out_dir, "gpu_tests.log") if out_dir else "gpu_tests.log"
+    log_path = os.path.join(out_dir or os.path.dirname(os.path.abspath(args.out)), "gpu_tests.log")
 
     import ember
 
@@ -311,11 +319,19 @@ def main() -> int:
                   f"{cupy.cuda.runtime.runtimeGetVersion()} | torch {torch.__version__} (cuDNN "
                   f"{torch.backends.cudnn.version()}) | numpy {np.__version__}")
     print(header[0], flush=True)
+    t_tests = elapsed()
 
-    test_line = "skipped (--skip-tests)"
-    if not args.skip_tests:
-        test_line = run_tests(min(args.test_timeout, args.budget * 0.55), log_path)
-    header.append(f"GPU test suite (pytest -m gpu tests/): {test_line}")
+    if args.skip_tests:
+        header.append("GPU tests: skipped (--skip-tests)")
+    else:
+        # Two runs, the short one first, so a slow first compile of CuPy's kernels cannot hide it.
+        with open(log_path, "w") as log:
+            suites = (("tests/test_gpu.py + test_io.py", ["tests/test_gpu.py", "tests/test_io.py"], 0.35),
+                      ("every opdb op, CPU vs GPU (test_ops.py)", ["tests/test_ops.py"], 1.0))
+            for label, paths, share in suites:
+                limit = min(share * args.test_timeout, args.test_timeout - (elapsed() - t_tests))
+                header.append(f"GPU tests, {label}: {run_tests(paths, max(limit, 10), log)}")
+        header.append(f"(full pytest output: {log_path})")
 
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = False  # full fp32, like ember's cuBLAS calls

@@ -151,8 +151,9 @@ def _maxpool_reference(x, k, s, p, d):
     xpad[:, :, p[0]:p[0] + H, p[1]:p[1] + W] = x
     OH = (H + 2 * p[0] - d[0] * (k[0] - 1) - 1) // s[0] + 1
     OW = (W + 2 * p[1] - d[1] * (k[1] - 1) - 1) // s[1] + 1
-    vals = np.stack([xpad[:, :, i * d[0]:i * d[0] + s[0] * (OH - 1) + 1:s[0], j * d[1]:j * d[1] + s[1] * (OW - 1) + 1:s[1]]
-                     for i in range(k[0]) for j in range(k[1])], axis=-1)
+    rows = [slice(i * d[0], i * d[0] + s[0] * (OH - 1) + 1, s[0]) for i in range(k[0])]
+    cols = [slice(j * d[1], j * d[1] + s[1] * (OW - 1) + 1, s[1]) for j in range(k[1])]
+    vals = np.stack([xpad[:, :, r, c] for r in rows for c in cols], axis=-1)
     o = vals.argmax(-1)
     oh = np.arange(OH)[:, None] * s[0] - p[0]
     ow = np.arange(OW)[None, :] * s[1] - p[1]
