@@ -32,6 +32,7 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--class-weight", default=None, help="comma-separated loss weight per class")
     p.add_argument("--out", default=None)
     a = p.parse_args()
     t0 = time.perf_counter()
@@ -41,10 +42,11 @@ def main() -> None:
     out = Path(a.out) if a.out else None
     if out:
         out.mkdir(parents=True, exist_ok=True)
+    cw = None if a.class_weight is None else [float(v) for v in a.class_weight.split(",")]
     res = fit(model, train, test, k, batch_size=a.batch_size, lr=a.lr, time_limit=60 * a.minutes, seed=a.seed,
-              out=out, class_names=names, log=lambda s: print(s, flush=True))
+              class_weight=cw, out=out, class_names=names, log=lambda s: print(s, flush=True))
     best = res["best"]
-    summary = {"model": a.model, "model_args": json.loads(a.model_args),
+    summary = {"model": a.model, "model_args": json.loads(a.model_args), "class_weight": cw,
                "params": sum(int(q.data.size) for q in model.parameters()),
                "receptive_field": receptive_field_size(model, (1, cin, a.canvas, a.canvas)),
                "train_seconds": round(res["train_seconds"]), "steps": res["steps"],
