@@ -28,6 +28,7 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
+from ember.ops import cuda_kernels
 from ember.tensor import Tensor
 
 __all__ = ["unfold", "fold"]
@@ -125,6 +126,8 @@ def col2im(col, g: Geometry, out):
     ``out[:, :, kh*dh + oh*sh, kw*dw + ow*sw]``, one strided slice per offset. Windows that
     overlap (stride < extent) accumulate because the slices are added one after another.
     """
+    if cuda_kernels.fits(col, out):  # GPU: one gather launch instead of KH*KW slice-adds
+        return cuda_kernels.col2im(col, g, out)
     N, C = out.shape[:2]
     col6 = col.reshape(N, C, g.KH, g.KW, g.OH, g.OW)
     hspan, wspan = g.sh * (g.OH - 1) + 1, g.sw * (g.OW - 1) + 1
