@@ -196,6 +196,33 @@ def test_col2im_kernel_matches_numpy(H, W, k, s, d, pad, dtype):
     np.testing.assert_allclose(_host(got), want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
 
 
+def _row2im_reference(rows, g, out, G):
+    """Channels-last adjoint of window copying, by loops over kernel offsets."""
+    N, C = out.shape[0], out.shape[3]
+    rows7 = rows.reshape(N, g.OH, g.OW, G, g.KH, g.KW, C // G)
+    for kh in range(g.KH):
+        for kw in range(g.KW):
+            h, w = kh * g.dh, kw * g.dw
+            view = out[:, h:h + g.sh * (g.OH - 1) + 1:g.sh, w:w + g.sw * (g.OW - 1) + 1:g.sw]
+            view += rows7[:, :, :, :, kh, kw].reshape(view.shape)
+    return out
+
+
+@pytest.mark.parametrize("H,W,k,s,d,pad,G", [
+    (6, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (9, 8, (3, 2), (2, 3), (1, 1), (0, 1, 2, 0), 2),
+    (10, 10, (3, 3), (2, 2), (2, 1), (1, 1, 1, 1), 3),
+])
+def test_row2im_kernel_matches_numpy(H, W, k, s, d, pad, G):
+    g = I.make_geometry(H, W, k, s, d, pad)
+    N, C = 2, 6
+    rows = RNG.standard_normal((N * g.OH * g.OW, G, k[0] * k[1] * C // G))
+    start = RNG.standard_normal((N, H + pad[0] + pad[1], W + pad[2] + pad[3], C))
+    want = _row2im_reference(rows, g, start.copy(), G)
+    got = K.row2im(_dev(rows), g, _dev(start))
+    np.testing.assert_allclose(_host(got), want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("axes,view", [((0, 2), (4, 3, 10)), ((1,), (6, 7)), ((2, 3), (2, 2, 3, 5))])
 def test_norm_kernels_match_numpy(axes, view):
     x = RNG.standard_normal(view) * 3 + 1

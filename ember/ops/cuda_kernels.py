@@ -9,7 +9,7 @@ kernel                     replaces (NumPy code beside the op)     why
 =========================  ======================================  ===========================
 maxpool2d_forward          KH*KW ``maximum`` + ``copyto`` passes    one launch, argmax for free
 maxpool2d_backward         KH*KW masked slice-writes               one atomic scatter launch
-col2im                     KH*KW strided slice-adds                one gather launch, no atomics
+col2im / row2im            KH*KW strided slice-adds                one gather launch, no atomics
 batch-norm pieces          einsum sums + 4-6 elementwise passes    2 reductions + 1 tail each way
 relu_forward               ``x > 0`` and ``maximum``               one launch, both outputs
 sgd / adam / rmsprop step  4-10 elementwise passes per parameter   one launch per parameter
@@ -170,6 +170,56 @@ def col2im(col, g, out):
     target = out if out.flags.c_contiguous else cp.ascontiguousarray(out)
     Hp, Wp = out.shape[2:]
     _col2im()(col, Hp, Wp, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, g.OH, g.OW, target)
+    if target is not out:
+        out[...] = target
+    return out
+
+
+@functools.cache
+def _row2im():
+    return _cp().ElementwiseKernel(
+        "raw T rows, int32 Hp, int32 Wp, int32 C, int32 G, int32 KH, int32 KW, int32 SH, int32 SW, "
+        "int32 DH, int32 DW, int32 OH, int32 OW",
+        "T out",
+        """
+        // one thread per channels-last output element (n, h, w, c): gather its row entries
+        const int c = i % C;
+        const int w = (i / C) % Wp;
+        const int h = (i / ((ptrdiff_t)C * Wp)) % Hp;
+        const ptrdiff_t n = i / ((ptrdiff_t)C * Wp * Hp);
+        const int Cg = C / G, gi = c / Cg, cg = c % Cg;
+        T s = 0;
+        for (int kh = 0; kh < KH; ++kh) {
+            const int hh = h - kh * DH;
+            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
+            for (int kw = 0; kw < KW; ++kw) {
+                const int ww = w - kw * DW;
+                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
+                const ptrdiff_t pix = (n * OH + hh / SH) * OW + ww / SW;
+                s += rows[(((pix * G + gi) * KH + kh) * KW + kw) * Cg + cg];
+            }
+        }
+        out += s;
+        """,
+        "ember_row2im",
+    )
+
+
+def row2im(rows, g, out):
+    """Add rows (N*OH*OW, G, KH*KW*C/G) into channels-last ``out`` (N, Hp, Wp, C) in place.
+
+    NumPy equivalent (the adjoint of copying windows into rows)::
+
+        rows7 = rows.reshape(N, OH, OW, G, KH, KW, C // G)
+        for kh, kw in kernel offsets:
+            out[:, kh*dh : kh*dh + sh*(OH-1) + 1 : sh, kw*dw : kw*dw + sw*(OW-1) + 1 : sw]
+                .reshape(N, OH, OW, G, C // G) += rows7[:, :, :, :, kh, kw]
+    """
+    cp = _cp()
+    rows = cp.ascontiguousarray(rows)
+    target = out if out.flags.c_contiguous else cp.ascontiguousarray(out)
+    Hp, Wp, C = out.shape[1:]
+    _row2im()(rows, Hp, Wp, C, rows.shape[1], g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, g.OH, g.OW, target)
     if target is not out:
         out[...] = target
     return out
