@@ -27,7 +27,7 @@ from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
 from ember.ops.im2col import (  # noqa: F401  (unfold/fold are re-exported for F)
-    Geometry, batch_chunk, col2im, crop_padding, fold, im2col, make_geometry, pad_input, pair, unfold,
+    Geometry, batch_chunk, col2im, fold, from_nhwc, im2col, im2row, make_geometry, pair, row2im, to_nhwc, unfold,
 )
 from ember.tensor import Tensor
 
@@ -41,55 +41,146 @@ def _chunks(N: int, per_image: int, xp):
     return [(n0, min(n0 + B, N)) for n0 in range(0, N, B)]
 
 
-def _gemm_forward(xpad, wg, g: Geometry, out, b=None):
-    """out (N, G*OCg, OH, OW) = conv of xpad (N, C, Hp, Wp) with wg (G, OCg, K), unpadded, + b (OC,)."""
+def _scratch(buf, shape, dtype, xp):
+    """A view of shape ``shape`` on the front of a reused flat buffer (allocated on first use)."""
+    size = int(np.prod(shape))
+    if buf is None:
+        buf = xp.empty(size, dtype=dtype)
+    return buf, buf[:size].reshape(shape)
+
+
+def rows_pay(cin_per_group: int) -> bool:
+    """Whether to lower channels-last (rows) rather than channels-first (columns).
+
+    A channels-last window row is KW*C/G contiguous floats; with few input channels
+    per group those runs are too short to copy fast (LeNet's 1-channel input measured
+    2-3x slower) and the columns' OW-long runs win. From 8 channels per group on, the
+    rows' long runs and the (pixels, K) @ (K, OC/G) GEMM orientation win (1.3-1.7x
+    faster on ResNet-20's 16- to 64-channel layers).
+    """
+    return cin_per_group >= 8
+
+
+def _pad(x, pads: tuple, rows: bool):
+    """Zero-pad x (N, C, H, W) by pads (t, b, l, r), channels-last when lowering to rows."""
+    if rows:
+        return to_nhwc(x, pads)
+    t, b, l, r = pads
+    return xp_of(x).pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if any(pads) else x
+
+
+def _unpad(xpad, pads: tuple, rows: bool):
+    """Inverse of ``_pad``: the unpadded region as a contiguous (N, C, H, W) array."""
+    if rows:
+        return from_nhwc(xpad, pads)
+    t, b, l, r = pads
+    Hp, Wp = xpad.shape[2:]
+    return xp_of(xpad).ascontiguousarray(xpad[:, :, t:Hp - b, l:Wp - r]) if any(pads) else xpad
+
+
+def _lowered_weight(w, G: int, rows: bool):
+    """Weight (OC, C/G, KH, KW) -> (G, K, OC/G) with K in the lowering's order: (kh, kw, c) or (c, kh, kw)."""
+    xp = xp_of(w)
+    OC, Cg, KH, KW = w.shape
+    w5 = w.reshape(G, OC // G, Cg, KH, KW)
+    return xp.ascontiguousarray(w5.transpose(0, 3, 4, 2, 1) if rows else w5.transpose(0, 2, 3, 4, 1)).reshape(
+        G, -1, OC // G)
+
+
+def _weight_from_lowered(gwk, shape, rows: bool):
+    """Inverse of ``_lowered_weight``: (G, K, OC/G) -> (OC, C/G, KH, KW)."""
+    xp = xp_of(gwk)
+    OC, Cg, KH, KW = shape
+    G = gwk.shape[0]
+    if rows:
+        return xp.ascontiguousarray(gwk.reshape(G, KH, KW, Cg, OC // G).transpose(0, 4, 3, 1, 2)).reshape(shape)
+    return xp.ascontiguousarray(gwk.swapaxes(-1, -2)).reshape(shape)
+
+
+def _pixel_major(gy, n0: int, n1: int, buf):
+    """gy[n0:n1] (nb, OC, OH, OW) copied to (nb*OH*OW, OC) in a reused buffer."""
+    xp = xp_of(gy)
+    nb, OC = n1 - n0, gy.shape[1]
+    L = gy.shape[2] * gy.shape[3]
+    buf, gyt = _scratch(buf, (nb * L, OC), gy.dtype, xp)
+    gyt.reshape(nb, L, OC)[...] = gy[n0:n1].reshape(nb, OC, L).transpose(0, 2, 1)
+    return buf, gyt
+
+
+def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
+    """out (N, OC, OH, OW) = conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,).
+
+    xpad is channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
+    """
     xp = xp_of(xpad)
-    G, OCg, K = wg.shape
-    N, L = xpad.shape[0], g.OH * g.OW
-    buf = None
+    G, K, OCg = wk.shape
+    N, L, OC = xpad.shape[0], g.OH * g.OW, G * OCg
+    wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
+    buf = ybuf = None
     for n0, n1 in _chunks(N, G * K * L, xp):
-        col = im2col(xpad[n0:n1], g, out=buf)
-        buf = col if buf is None else buf
-        xp.matmul(wg, col.reshape(n1 - n0, G, K, L), out=out[n0:n1].reshape(n1 - n0, G, OCg, L))
-        if b is not None:  # while the chunk's output is still in cache
-            out[n0:n1] += b.reshape(1, -1, 1, 1)
+        nb = n1 - n0
+        if rows:
+            low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
+            ybuf, yt = _scratch(ybuf, (nb * L, G, OCg), xpad.dtype, xp)
+            xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
+            if b is not None:
+                yt += b.reshape(G, OCg)
+            # Back to NCHW while the chunk is in cache: this copy is K/OCg times smaller than the rows.
+            out[n0:n1].reshape(nb, OC, L)[...] = yt.reshape(nb, L, OC).transpose(0, 2, 1)
+        else:
+            low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
+            xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
+            if b is not None:
+                out[n0:n1] += b.reshape(1, -1, 1, 1)
+        buf = low if buf is None else buf
     return out
 
 
-def _gemm_weight_grad(xpad, gy, g: Geometry, G: int):
-    """gw (G, OCg, K) = sum over images of gy[n] (per group) @ im2col(xpad)[n].T."""
+def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
+    """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group."""
     xp = xp_of(xpad)
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
-    K = xpad.shape[1] // G * g.KH * g.KW
-    gy4 = gy.reshape(N, G, OCg, L)
-    gwt = xp.zeros((G, K, OCg), dtype=gy.dtype)
-    buf = None
-    for n0, n1 in _chunks(N, G * K * L, xp):
-        col = im2col(xpad[n0:n1], g, out=buf)
-        buf = col if buf is None else buf
-        col4 = col.reshape(n1 - n0, G, K, L)
-        # (nb, G, K, L) @ (nb, G, L, OCg): BLAS reads the transposed view of gy without a copy.
-        # This orientation (tall result K x OCg) measured ~25% faster than gy @ col.T here.
-        gwt += (col4 @ gy4[n0:n1].swapaxes(-1, -2)).sum(axis=0)
-    return xp.ascontiguousarray(gwt.swapaxes(-1, -2))
-
-
-def _gemm_data_grad(gy, wg, g: Geometry, padded_shape):
-    """gxpad (N, C, Hp, Wp) = col2im(wg.T @ gy): the adjoint of ``_gemm_forward``."""
-    xp = xp_of(gy)
-    G, OCg, K = wg.shape
-    N, L = gy.shape[0], g.OH * g.OW
-    gy4 = gy.reshape(N, G, OCg, L)
-    wt = xp.ascontiguousarray(wg.swapaxes(-1, -2))  # (G, K, OCg), tiny
-    gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
-    buf = None
+    K = xpad.shape[3 if rows else 1] // G * g.KH * g.KW
+    gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
+    buf = gbuf = None
     for n0, n1 in _chunks(N, G * K * L, xp):
         nb = n1 - n0
-        shape = (nb, G, K, L)
-        gcol = xp.matmul(wt, gy4[n0:n1], out=None if buf is None else buf.reshape(-1)[: np.prod(shape)].reshape(shape))
-        buf = gcol if buf is None else buf
-        col2im(gcol.reshape(nb, G * K, L), g, gxpad[n0:n1])
+        if rows:
+            low = im2row(xpad[n0:n1], g, G, out=buf)
+            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
+            # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
+            gwk += low.transpose(1, 2, 0) @ gyt.reshape(-1, G, OCg).transpose(1, 0, 2)
+        else:
+            low = im2col(xpad[n0:n1], g, out=buf)
+            # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
+            gwk += (low.reshape(nb, G, K, L) @ gy[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
+        buf = low if buf is None else buf
+    return gwk
+
+
+def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
+    """gxpad (padded_shape, channels-last when ``rows``) = the adjoint of ``_gemm_forward``.
+
+    One GEMM lifts gy to lowered form (rows or columns), then row2im/col2im adds it back.
+    """
+    xp = xp_of(gy)
+    G, K, OCg = wk.shape
+    N, L = gy.shape[0], g.OH * g.OW
+    wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
+    gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
+    buf = gbuf = None
+    for n0, n1 in _chunks(N, G * K * L, xp):
+        nb = n1 - n0
+        if rows:
+            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
+            buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
+            xp.matmul(gyt.reshape(-1, G, OCg).transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
+            row2im(low, g, gxpad[n0:n1])
+        else:
+            buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
+            xp.matmul(wk, gy[n0:n1].reshape(nb, G, OCg, L), out=low)
+            col2im(low.reshape(nb, G * K, L), g, gxpad[n0:n1])
     return gxpad
 
 
@@ -105,15 +196,16 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
         xp = xp_of(x)
-        xpad = pad_input(x, g)
+        pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups)
+        xpad = _pad(x, pads, rows)
         N, OC = x.shape[0], w.shape[0]
         y = xp.empty((N, OC, g.OH, g.OW), dtype=x.dtype)
-        _gemm_forward(xpad, w.reshape(groups, OC // groups, -1), g, y, b)
+        _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, y, b, rows)
         need = self.needs_input_grad or (False, False, False)
-        # Save only what backward reads: the padded input for gw, the weight for gx.
+        # Save only what backward reads: the padded input (in its lowering's layout) for gw, w for gx.
         self.xpad = xpad if need[1] else None
         self.w = w if need[0] else None
-        self.g, self.groups, self.xshape, self.wshape = g, groups, x.shape, w.shape
+        self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
         self.xpad_shape = xpad.shape
         return y
 
@@ -125,7 +217,7 @@ class Conv2d(Function):
         if need[0]:
             gx = self._data_grad(gy)
         if need[1]:
-            gw = _gemm_weight_grad(self.xpad, gy, g, G).reshape(self.wshape)
+            gw = _weight_from_lowered(_gemm_weight_grad(self.xpad, gy, g, G, self.rows), self.wshape, self.rows)
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
@@ -136,16 +228,19 @@ class Conv2d(Function):
         N, C, H, W = self.xshape
         # With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,
         # correlated with the spatially flipped weight whose in/out channels are swapped.
-        # That costs an im2col copy instead of col2im's KH*KW slice-adds (measured ~2x
-        # cheaper, bench/bench_conv.py). Padding larger than the kernel's reach falls back.
+        # That lowers gy (KH*KW*OC/G floats per pixel) instead of adding back a lowered
+        # gradient (KH*KW*C/G per pixel) with KH*KW slice-adds: ~2x cheaper when C >= OC
+        # (bench/bench_conv.py), slower for a widening layer. Padding beyond the kernel's reach falls back.
         reach = (g.dh * (KH - 1), g.dh * (KH - 1), g.dw * (KW - 1), g.dw * (KW - 1))
-        gpad = tuple(r - p for r, p in zip(reach, (g.pt, g.pb, g.pl, g.pr)))
-        if (g.sh, g.sw) == (1, 1) and min(gpad) >= 0:
+        gpad = tuple(r - p for r, p in zip(reach, self.pads))
+        if (g.sh, g.sw) == (1, 1) and min(gpad) >= 0 and C >= OC:
+            rows = rows_pay(OC // G)
             g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
             wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-            gx = xp.empty(self.xshape, dtype=gy.dtype)
-            return _gemm_forward(pad_input(gy, g2), xp.ascontiguousarray(wt).reshape(G, Cg, -1), g2, gx)
-        return crop_padding(_gemm_data_grad(gy, w.reshape(G, OC // G, -1), g, self.xpad_shape), g)
+            wk = _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows)
+            return _gemm_forward(_pad(gy, gpad, rows), wk, g2, xp.empty(self.xshape, dtype=gy.dtype), None, rows)
+        gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.xpad_shape, self.rows)
+        return _unpad(gxpad, self.pads, self.rows)
 
 
 def _check_operands(op: str, x: Tensor, w: Tensor, b, nd: int) -> None:
@@ -285,10 +380,11 @@ class ConvTranspose2d(Function):
         xp = xp_of(x)
         N, C = x.shape[:2]
         OC = w.shape[1] * groups
-        wg = w.reshape(groups, C // groups, -1)  # (G, C/G, OC/G*KH*KW): conv weight full -> x
-        yfull = _gemm_data_grad(xp.ascontiguousarray(x), wg, g, (N, OC) + full)
-        (ph, pw), (OH, OW) = crop, (full[0] - 2 * crop[0], full[1] - 2 * crop[1])
-        y = xp.ascontiguousarray(yfull[:, :, ph:ph + OH, pw:pw + OW]) if ph or pw else yfull
+        rows = rows_pay(OC // groups)  # w is the conv2d weight from the full output (OC channels) back to x
+        wk = _lowered_weight(w, groups, rows)
+        yfull = _gemm_data_grad(xp.ascontiguousarray(x), wk, g, (N,) + (full + (OC,) if rows else (OC,) + full), rows)
+        (ph, pw) = crop
+        y = _unpad(yfull, (ph, ph, pw, pw), rows)
         if b is not None:
             y += b.reshape(1, OC, 1, 1)
         need = self.needs_input_grad or (False, False, False)
@@ -300,18 +396,17 @@ class ConvTranspose2d(Function):
     def backward(self, gy):
         xp = xp_of(gy)
         need, g, G, (ph, pw) = self.needs_input_grad, self.g, self.groups, self.crop
-        gfull = gy
-        if ph or pw:
-            gfull = xp.zeros(gy.shape[:2] + self.full, dtype=gy.dtype)
-            gfull[:, :, ph:ph + gy.shape[2], pw:pw + gy.shape[3]] = gy
-        gfull = xp.ascontiguousarray(gfull)
+        (Hf, Wf), (OH, OW) = self.full, gy.shape[2:]
+        rows = rows_pay(gy.shape[1] // G)
+        gfull = _pad(gy, (ph, Hf - OH - ph, pw, Wf - OW - pw), rows)  # the cropped border had no gradient
         gx = gw = gb = None
         if need[0]:
             C = self.wshape[0]
             gx = xp.empty((gy.shape[0], C, g.OH, g.OW), dtype=gy.dtype)
-            _gemm_forward(gfull, self.w.reshape(G, C // G, -1), g, gx)
+            _gemm_forward(gfull, _lowered_weight(self.w, G, rows), g, gx, None, rows)
         if need[1]:
-            gw = _gemm_weight_grad(gfull, xp.ascontiguousarray(self.x), g, G).reshape(self.wshape)
+            gwk = _gemm_weight_grad(gfull, xp.ascontiguousarray(self.x), g, G, rows)
+            gw = _weight_from_lowered(gwk, self.wshape, rows)
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)

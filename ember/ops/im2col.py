@@ -139,6 +139,82 @@ def col2im(col, g: Geometry, out):
     return out
 
 
+# ---- channels-last lowering (the convolutions' GEMMs) -------------------------------------------------
+def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
+    """x (N, C, H, W) -> a zero-padded channels-last copy (N, H+t+b, W+l+r, C); pads = (t, b, l, r).
+
+    Transposing and padding happen in one copy; only the border is zeroed.
+    """
+    xp = xp_of(x)
+    N, C, H, W = x.shape
+    t, b, l, r = pads
+    out = xp.empty((N, H + t + b, W + l + r, C), dtype=x.dtype)
+    out[:, :t] = 0
+    out[:, t + H:] = 0
+    out[:, t:t + H, :l] = 0
+    out[:, t:t + H, l + W:] = 0
+    out[:, t:t + H, l:l + W] = x.transpose(0, 2, 3, 1)
+    return out
+
+
+def from_nhwc(xpad, pads: tuple = (0, 0, 0, 0)):
+    """Inverse of ``to_nhwc``: the unpadded region of (N, Hp, Wp, C) as a contiguous (N, C, H, W)."""
+    xp = xp_of(xpad)
+    t, b, l, r = pads
+    Hp, Wp = xpad.shape[1:3]
+    return xp.ascontiguousarray(xpad[:, t:Hp - b, l:Wp - r].transpose(0, 3, 1, 2))
+
+
+def windows_nhwc(xpad, g: Geometry, groups: int = 1):
+    """All sliding windows of channels-last xpad (N, Hp, Wp, C) as a view (N, OH, OW, G, KH, KW, C/G)."""
+    xp = xp_of(xpad)
+    N, C = xpad.shape[0], xpad.shape[3]
+    s0, s1, s2, s3 = xpad.strides
+    Cg = C // groups
+    shape = (N, g.OH, g.OW, groups, g.KH, g.KW, Cg)
+    strides = (s0, g.sh * s1, g.sw * s2, Cg * s3, g.dh * s1, g.dw * s2, s3)
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
+
+
+def im2row(xpad, g: Geometry, groups: int = 1, out=None):
+    """Copy the windows of channels-last xpad (N, Hp, Wp, C) into rows (N*OH*OW, G, KH*KW*C/G).
+
+    Row n*OH*OW + oh*OW + ow holds, per group, the window at output pixel (oh, ow) in
+    (kh, kw, c) order. With one group and dilation 1, each (kh) row of a window is one
+    contiguous run of KW*C floats in xpad, so the copy moves long runs even when OW is
+    small. ``out``, when given, is a contiguous buffer of at least that many elements.
+    """
+    xp = xp_of(xpad)
+    N, C = xpad.shape[0], xpad.shape[3]
+    shape7 = (N, g.OH, g.OW, groups, g.KH, g.KW, C // groups)
+    size = N * g.OH * g.OW * g.KH * g.KW * C
+    out = xp.empty(shape7, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape7)
+    out[...] = windows_nhwc(xpad, g, groups)
+    return out.reshape(N * g.OH * g.OW, groups, -1)
+
+
+def row2im(rows, g: Geometry, out):
+    """Add rows (N*OH*OW, G, KH*KW*C/G) back into channels-last ``out`` (N, Hp, Wp, C): im2row's adjoint.
+
+    Loops over kernel offsets only: offset (kh, kw) adds to the strided pixel slice
+    ``out[:, kh*dh + oh*sh, kw*dw + ow*sw, :]``, so overlapping windows accumulate.
+    """
+    N, C = out.shape[0], out.shape[3]
+    G = rows.shape[1]
+    rows7 = rows.reshape(N, g.OH, g.OW, G, g.KH, g.KW, C // G)
+    hspan, wspan = g.sh * (g.OH - 1) + 1, g.sw * (g.OW - 1) + 1
+    for kh in range(g.KH):
+        h0 = kh * g.dh
+        for kw in range(g.KW):
+            w0 = kw * g.dw
+            # Splitting the channel axis of the slice into (G, C/G) is still a view.
+            target = out[:, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw].reshape(N, g.OH, g.OW, G, C // G)
+            target += rows7[:, :, :, :, kh, kw]
+    return out
+
+
 def batch_chunk(N: int, per_image_elems: int, budget: int = 1 << 21) -> int:
     """How many images to lower at once so one column chunk stays near ``budget`` elements.
 
