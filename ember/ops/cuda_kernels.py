@@ -385,13 +385,13 @@ def sgd_step(p, g, lr, wd, maximize, momentum=0.0, dampening=0.0, nesterov=False
 @functools.cache
 def _adam():
     return _cp().ElementwiseKernel(
-        "T g, T sgn, T decay, T l2, T beta1, T beta2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
+        "T g, T sgn, T decay, T l2, T c1, T beta2, T c2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
         """
         T d = sgn * g;
         if (l2 != T(0)) d += l2 * p;
         p *= decay;
-        m += (T(1) - beta1) * (d - m);
-        v = beta2 * v + (T(1) - beta2) * (d * d);
+        m += c1 * (d - m);
+        v = beta2 * v + c2 * (d * d);
         p -= m / (sqrt(v) / sqrt_bc2 + eps) * step_size;
         """,
         "ember_adam",
@@ -410,18 +410,20 @@ def adam_step(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, maximize, step_s
     """
     t = p.dtype.type
     decay, l2 = (t(1 - lr * wd), t(0)) if decoupled else (t(1), t(wd))
-    _adam()(g, t(-1 if maximize else 1), decay, l2, t(beta1), t(beta2), t(step_size), t(sqrt_bc2), t(eps),
-            p, m, v)
+    # 1 - beta is rounded once from double, as the NumPy path does (float32(1) - float32(0.999)
+    # differs from float32(0.001) by 1e-5 relative, which shows after a few steps)
+    _adam()(g, t(-1 if maximize else 1), decay, l2, t(1 - beta1), t(beta2), t(1 - beta2), t(step_size),
+            t(sqrt_bc2), t(eps), p, m, v)
 
 
 @functools.cache
 def _rmsprop():
     return _cp().ElementwiseKernel(
-        "T g, T sgn, T lr, T wd, T alpha, T eps", "T p, T s",
+        "T g, T sgn, T lr, T wd, T alpha, T c, T eps", "T p, T s",
         """
         T d = sgn * g;
         if (wd != T(0)) d += wd * p;
-        s = alpha * s + (T(1) - alpha) * (d * d);
+        s = alpha * s + c * (d * d);
         p -= lr * (d / (sqrt(s) + eps));
         """,
         "ember_rmsprop",
@@ -434,4 +436,4 @@ def rmsprop_step(p, g, s, lr, alpha, eps, wd, maximize):
     NumPy equivalent: ``d = ±g + wd * p;  s = alpha * s + (1 - alpha) * d * d;  p -= lr * d / (sqrt(s) + eps)``.
     """
     t = p.dtype.type
-    _rmsprop()(g, t(-1 if maximize else 1), t(lr), t(wd), t(alpha), t(eps), p, s)
+    _rmsprop()(g, t(-1 if maximize else 1), t(lr), t(wd), t(alpha), t(1 - alpha), t(eps), p, s)

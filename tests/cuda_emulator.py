@@ -1,0 +1,187 @@
+"""Run ember's GPU code paths on the CPU: a g++ emulation of the CuPy kernels in ember/ops/cuda_kernels.py.
+
+For machines without a GPU. Used as a pytest plugin, it makes ember treat every NumPy
+array as a "CuPy" array, so each op takes its GPU branch (``xp is not np``), and every
+ElementwiseKernel body from cuda_kernels.py is compiled with g++ as one loop over ``i``
+(atomicAdd becomes ``+=``); ReductionKernel map expressions are evaluated with NumPy.
+Everything else is NumPy. It checks index arithmetic and dispatch, not CUDA itself
+(NVRTC, launch configuration, atomics and speed need a real GPU: bench/gpu_check.py)::
+
+    python -m pytest -p tests.cuda_emulator -q tests/test_ops.py tests/test_pool.py -k "not gpu"
+
+Random draws stay NumPy's and arrays report device "cpu"; tests about devices themselves
+are meaningless under this plugin.
+"""
+import ctypes
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import types
+
+import numpy as np
+
+_BUILD = tempfile.mkdtemp(prefix="ember_cuda_emulator_")
+
+
+_CT = {"int32": "int", "bool": "bool", "float32": "float", "float64": "double"}
+_NP = {"int32": np.int32, "bool": np.bool_, "float32": np.float32, "float64": np.float64}
+
+
+def _parse(spec: str) -> list:
+    """'raw T x, int32 n' -> [(True, 'T', 'x'), (False, 'int32', 'n')]."""
+    out = []
+    for part in spec.split(","):
+        toks = part.split()
+        raw = toks[0] == "raw"
+        if raw:
+            toks = toks[1:]
+        out.append((raw, toks[0], toks[1]))
+    return out
+
+
+class ElementwiseKernel:
+    """cupy.ElementwiseKernel's calling convention; the body runs as C++ in a loop over i (arrays broadcast)."""
+
+    def __init__(self, in_params, out_params, operation, name):
+        self.ins, self.outs, self.op, self.name = _parse(in_params), _parse(out_params), operation, name
+        self.libs = {}
+
+    def _lib(self, T, params):
+        key = (T, tuple(params))
+        if key in self.libs:
+            return self.libs[key]
+        lines = []
+        for k, (raw, typ, nm, is_out, is_arr) in enumerate(params):
+            ct = T if typ == "T" else _CT[typ]
+            if raw:
+                lines.append(f"{ct}* {nm} = ({ct}*)args[{k}];")
+            elif is_arr:
+                lines.append(f"{ct}& {nm} = (({ct}*)args[{k}])[i];")
+            else:
+                lines.append(f"const {ct} {nm} = *({ct}*)args[{k}];")
+        src = f"""
+#include <cmath>
+#include <cstddef>
+using std::sqrt;
+typedef {T} T;
+template <class U> U atomicAdd(U* a, U v) {{ U o = *a; *a += v; return o; }}
+extern "C" void run(long n, void** args) {{
+  for (ptrdiff_t i = 0; i < n; ++i) {{
+    {' '.join(lines)}
+    {self.op}
+  }}
+}}
+"""
+        h = hashlib.md5(src.encode()).hexdigest()[:10]
+        so = os.path.join(_BUILD, f"{self.name}_{h}.so")
+        if not os.path.exists(so):
+            with open(so[:-3] + ".cpp", "w") as f:
+                f.write(src)
+            subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", so, so[:-3] + ".cpp"], check=True)
+        lib = ctypes.CDLL(so)
+        self.libs[key] = lib
+        return lib
+
+    def __call__(self, *args):
+        specs = self.ins + self.outs
+        if len(args) == len(self.ins):  # outputs omitted: allocate like CuPy (broadcast shape, dtype T)
+            arrs = [a for (raw, _, _), a in zip(self.ins, args) if not raw and isinstance(a, np.ndarray)]
+            tdt = next(np.asarray(a).dtype for (raw, typ, _), a in zip(self.ins, args) if typ == "T")
+            shp = np.broadcast_shapes(*[a.shape for a in arrs])
+            outs = [np.empty(shp, tdt if typ == "T" else _NP[typ]) for _, typ, _ in self.outs]
+            self(*args, *outs)
+            return outs[0] if len(outs) == 1 else tuple(outs)
+        assert len(args) == len(specs), (self.name, len(args), len(specs))
+        arrays = [a for (raw, _, _), a in zip(specs, args) if not raw and isinstance(a, np.ndarray)]
+        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+        T = None
+        for (raw, typ, _), a in zip(specs, args):
+            if typ == "T" and isinstance(a, (np.ndarray, np.generic)):
+                T = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.asarray(a).dtype]
+                break
+        Tn = np.float32 if T == "float" else np.float64
+        params, bufs, writeback = [], [], []
+        for k, ((raw, typ, nm), a) in enumerate(zip(specs, args)):
+            is_out = k >= len(self.ins)
+            dt = Tn if typ == "T" else _NP[typ]
+            if raw:
+                assert a.dtype == dt and a.flags.c_contiguous, (self.name, nm)
+                buf = a
+                params.append((raw, typ, nm, is_out, True))
+            elif isinstance(a, np.ndarray):
+                assert a.dtype == dt, (self.name, nm, a.dtype, dt)
+                buf = np.ascontiguousarray(np.broadcast_to(a, shape)).copy()
+                params.append((raw, typ, nm, is_out, True))
+                if is_out:
+                    writeback.append((a, buf))
+            else:
+                if isinstance(a, np.generic):
+                    assert typ != "T" or a.dtype == dt, (self.name, nm, a.dtype)
+                buf = np.array(a, dtype=dt)
+                params.append((raw, typ, nm, is_out, False))
+            bufs.append(buf)
+        lib = self._lib(T, params)
+        ptrs = (ctypes.c_void_p * len(bufs))(*[b.ctypes.data for b in bufs])
+        lib.run(ctypes.c_long(int(np.prod(shape))), ptrs)
+        for a, buf in writeback:
+            a[...] = buf
+        outs = [a for (raw, _, _), a in zip(self.outs, args[len(self.ins):])]
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+class ReductionKernel:
+    """The sum-reductions cuda_kernels.py defines: the map expression (valid Python too) summed by NumPy."""
+
+    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name):
+        self.ins = _parse(in_params)
+        self.map_expr = map_expr
+        assert reduce_expr == "a + b" and post_map_expr == "y = a" and identity == "0"
+
+    def __call__(self, *args, axis=None, keepdims=False):
+        env = {nm: a for (_, _, nm), a in zip(self.ins, args)}
+        v = eval(self.map_expr, {}, env)
+        return np.asarray(v.sum(axis=axis, keepdims=keepdims), dtype=args[0].dtype)
+
+
+def __getattr__(name):  # everything else: NumPy (so xp_of() returning this module still works)
+    return getattr(np, name)
+
+
+def _fake_cupy() -> types.ModuleType:
+    """A module that is NumPy plus the two kernel classes (what ember's GPU branches call)."""
+    mod = types.ModuleType("cupy_emulated")
+    mod.__getattr__ = lambda name: getattr(np, name)
+    mod.ndarray, mod.asnumpy = np.ndarray, np.asarray
+    mod.ElementwiseKernel, mod.ReductionKernel = ElementwiseKernel, ReductionKernel
+    return mod
+
+
+def install() -> None:
+    """Route ember's array code through the emulated CuPy (call before running ops)."""
+    from ember import backend
+    import ember.tensor
+
+    backend._cupy = _fake_cupy()
+    on_cpu = backend.device_of
+    backend.cupy_available = lambda: False  # keep the real-GPU tests skipped
+    import ember.random
+
+    original = ember.random.rng_for
+
+    def rng_for(generator=None, like=None):  # draws stay NumPy's, as on the CPU
+        return ember.random.get_generator(generator).np
+
+    for name, mod in list(sys.modules.items()):  # also where they were imported by name
+        if name.startswith("ember") and getattr(mod, "rng_for", None) is original:
+            mod.rng_for = rng_for
+        if name.startswith("ember") and getattr(mod, "device_of", None) is on_cpu:
+            mod.device_of = lambda a: backend.CPU  # arrays still live on the CPU
+    cupyx = types.ModuleType("cupyx")
+    cupyx.scatter_add = np.add.at
+    sys.modules.setdefault("cupyx", cupyx)
+
+
+def pytest_configure(config):  # used as a plugin: -p tests.cuda_emulator
+    install()
