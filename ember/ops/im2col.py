@@ -201,6 +201,8 @@ def row2im(rows, g: Geometry, out):
     Loops over kernel offsets only: offset (kh, kw) adds to the strided pixel slice
     ``out[:, kh*dh + oh*sh, kw*dw + ow*sw, :]``, so overlapping windows accumulate.
     """
+    if cuda_kernels.fits(rows, out):  # GPU: one gather launch instead of KH*KW slice-adds
+        return cuda_kernels.row2im(rows, g, out)
     N, C = out.shape[0], out.shape[3]
     G = rows.shape[1]
     rows7 = rows.reshape(N, g.OH, g.OW, G, g.KH, g.KW, C // G)
