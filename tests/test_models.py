@@ -328,3 +328,15 @@ def test_two_layer_mlp_learns_xor_by_backprop():
         opt.step()
     with ember.no_grad():
         assert (m(xt).numpy().argmax(1) == y).all()
+
+
+def test_lenet5_channels_widen_the_two_convolutions():
+    from ember.models import get_model
+
+    m = get_model("lenet5", channels=(16, 32))
+    assert m.features[0].weight.shape == (16, 1, 5, 5)
+    assert m.features[3].weight.shape == (32, 16, 5, 5)
+    assert m.classifier[0].weight.shape == (120, 32 * 5 * 5)
+    assert m(ember.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ValueError, match="channels"):
+        get_model("lenet5", channels=(6,))

@@ -25,13 +25,15 @@ class LeNet5(nn.Module):
         input_size: image height = width (28 or 32 typically).
         activation: ``"relu"`` (default) or ``"tanh"`` (classic).
         pool: ``"max"`` (default) or ``"avg"`` (classic subsampling).
+        channels: output channels of the two convolutions; (6, 16) is LeNet-5, wider pairs
+            such as (32, 64) give the "2 conv + pooling" networks of the Fashion-MNIST benchmark.
 
     Shapes: (N, in_channels, H, W) -> (N, num_classes).
     Keys: ``features.{0,3}`` (convolutions), ``classifier.{0,2,4}`` (linear layers).
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28,
-                 activation: str = "relu", pool: str = "max"):
+                 activation: str = "relu", pool: str = "max", channels: tuple = (6, 16)):
         super().__init__()
         if pool not in ("max", "avg"):
             raise ValueError(f"LeNet5: pool must be 'max' or 'avg', got {pool!r}")
@@ -39,13 +41,16 @@ class LeNet5(nn.Module):
         side = (side - 4) // 2  # conv5 without padding, then pool
         if side < 1:
             raise ValueError(f"LeNet5: input_size {input_size} is too small (needs >= 12)")
+        if len(channels) != 2 or min(channels) < 1:
+            raise ValueError(f"LeNet5: channels must be two positive ints, got {channels!r}")
+        c1, c2 = (int(c) for c in channels)
         Pool = nn.MaxPool2d if pool == "max" else nn.AvgPool2d
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), make_activation(activation), Pool(2),
-            nn.Conv2d(6, 16, 5), make_activation(activation), Pool(2),
+            nn.Conv2d(in_channels, c1, 5, padding=2), make_activation(activation), Pool(2),
+            nn.Conv2d(c1, c2, 5), make_activation(activation), Pool(2),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(16 * side * side, 120), make_activation(activation),
+            nn.Linear(c2 * side * side, 120), make_activation(activation),
             nn.Linear(120, 84), make_activation(activation),
             nn.Linear(84, num_classes),
         )
@@ -56,9 +61,9 @@ class LeNet5(nn.Module):
 
 
 def lenet5(num_classes: int = 10, in_channels: int = 1, input_size: int = 28, activation: str = "relu",
-           pool: str = "max") -> LeNet5:
+           pool: str = "max", channels: tuple = (6, 16)) -> LeNet5:
     """Modern LeNet-5 (ReLU + max pooling)."""
-    return LeNet5(in_channels, num_classes, input_size, activation, pool)
+    return LeNet5(in_channels, num_classes, input_size, activation, pool, tuple(channels))
 
 
 def lenet5_classic(num_classes: int = 10, in_channels: int = 1, input_size: int = 28) -> LeNet5:
