@@ -11,16 +11,35 @@ from torch.nn import functional as F
 
 
 class LeNet5(nn.Module):
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28):
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, channels=(6, 16)):
         super().__init__()
         side = ((input_size // 2) - 4) // 2
-        self.features = nn.Sequential(nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2))
-        self.classifier = nn.Sequential(nn.Linear(16 * side * side, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+        c1, c2 = channels
+        self.features = nn.Sequential(nn.Conv2d(in_channels, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                                      nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Linear(c2 * side * side, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
                                         nn.Linear(84, num_classes))
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.features(x), 1))
+
+
+class MLP(nn.Module):
+    """Twin of ember.models.mlp with ReLU, dropout and no normalization: keys layers.0, layers.3, ..."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, input_size: int = 28, hidden=(512, 256),
+                 dropout: float = 0.2):
+        super().__init__()
+        sizes = [in_channels * input_size * input_size, *hidden, num_classes]
+        layers = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(a, b))
+            if i < len(sizes) - 2:
+                layers += [nn.ReLU()] + ([nn.Dropout(dropout)] if dropout > 0 else [])
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.layers(torch.flatten(x, 1))
 
 
 class PadShortcut(nn.Module):
@@ -79,10 +98,14 @@ class CifarResNet(nn.Module):
 
 
 def get_torch_model(name: str, **kw) -> nn.Module:
-    """The PyTorch twin of ``ember.models.get_model(name, **kw)`` for lenet5 and resnet20/32/56."""
+    """The PyTorch twin of ``ember.models.get_model(name, **kw)`` for mlp, lenet5 and resnet20/32/56."""
     kw = dict(kw)
     if name == "lenet5":
-        return LeNet5(kw.get("in_channels", 1), kw.get("num_classes", 10), kw.get("input_size", 28))
+        return LeNet5(kw.get("in_channels", 1), kw.get("num_classes", 10), kw.get("input_size", 28),
+                      tuple(kw.get("channels", (6, 16))))
+    if name == "mlp":
+        return MLP(kw.get("in_channels", 1), kw.get("num_classes", 10), kw.get("input_size", 28),
+                   tuple(kw.get("hidden", (512, 256))), kw.get("dropout", 0.2))
     if name in ("resnet20", "resnet32", "resnet56"):
         return CifarResNet(int(name[6:]), kw.get("num_classes", 10), kw.get("in_channels", 3), kw.get("shortcut", "A"))
-    raise ValueError(f"no PyTorch twin for {name!r}; available: lenet5, resnet20, resnet32, resnet56")
+    raise ValueError(f"no PyTorch twin for {name!r}; available: mlp, lenet5, resnet20, resnet32, resnet56")
