@@ -1,23 +1,11 @@
 """Convolutions: conv1d, conv2d, conv_transpose2d (and F.unfold / F.fold from ember.ops.im2col).
 
-How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW):
-
-    forward         col = im2col(pad(x))            (N, G, K, L)    strided copy
-                    y   = w.reshape(G, OC/G, K) @ col  (+ b)        one GEMM per image and group
-    grad of w       gw  = (sum_n col[n] @ gy[n].T).T                (K, L) @ (L, OC/G)
-    grad of x       stride 1: gx = conv2d(pad(gy), flipped w with in/out swapped)
-                    else:     gcol = w.T @ gy ;  gx = col2im(gcol)  KH*KW slice-adds
-
-The forward GEMM is oriented so that its result is already in NCHW order: no
-transpose of the output, no transpose of gy. The batch is lowered a few images at a
-time into one reused column buffer (see ``im2col.batch_chunk``): the copy that fills
-the buffer and the GEMM that reads it then share the cache, and memory stays small.
-The columns are not kept for backward: backward lowers the padded input again, one
-cheap copy instead of holding N*K*L floats (9x the input for a 3x3 conv) per layer.
+How conv2d is lowered to GEMMs (rows or columns, chunks of the batch): see
+ember/ops/conv_lowering.py.
 
 conv_transpose2d is the adjoint of conv2d: its forward is conv2d's data gradient
 and its backward uses conv2d's forward and weight gradient, so the three GEMM
-helpers below serve both ops.
+helpers in ember.ops.conv_lowering serve both ops.
 """
 from __future__ import annotations
 
@@ -26,212 +14,14 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
-from ember.ops.im2col import (  # noqa: F401  (unfold/fold are re-exported for F)
-    Geometry, batch_chunk, col2im, fold, from_nhwc, im2col, im2row, make_geometry, pair, row2im, to_nhwc, unfold,
+from ember.ops.conv_lowering import (
+    _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _pad, _unpad,
+    _weight_from_lowered, rows_pay,
 )
+from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (fold/unfold for F)
 from ember.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose2d", "unfold", "fold"]
-
-
-# ---- the three GEMM passes, shared by conv2d and conv_transpose2d ----------------------------------
-def _chunks(N: int, per_image: int, xp):
-    # On a GPU one batched GEMM over the whole batch is best; on the CPU, cache-sized chunks.
-    B = N if xp is not np else batch_chunk(N, per_image)
-    return [(n0, min(n0 + B, N)) for n0 in range(0, N, B)]
-
-
-def _scratch(buf, shape, dtype, xp):
-    """A view of shape ``shape`` on the front of a reused flat buffer (allocated on first use)."""
-    size = int(np.prod(shape))
-    if buf is None:
-        buf = xp.empty(size, dtype=dtype)
-    return buf, buf[:size].reshape(shape)
-
-
-def rows_pay(cin_per_group: int) -> bool:
-    """Whether to lower channels-last (rows) rather than channels-first (columns).
-
-    A channels-last window row is KW*C/G contiguous floats; with few input channels
-    per group those runs are too short to copy fast (LeNet's 1-channel input measured
-    2-3x slower) and the columns' OW-long runs win. From 8 channels per group on, the
-    rows' long runs and the (pixels, K) @ (K, OC/G) GEMM orientation win (1.3-1.7x
-    faster on ResNet-20's 16- to 64-channel layers).
-    """
-    return cin_per_group >= 8
-
-
-def _pad(x, pads: tuple, rows: bool):
-    """Zero-pad x (N, C, H, W) by pads (t, b, l, r), channels-last when lowering to rows."""
-    if rows:
-        return to_nhwc(x, pads)
-    t, b, l, r = pads
-    return xp_of(x).pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if any(pads) else x
-
-
-def _unpad(xpad, pads: tuple, rows: bool):
-    """Inverse of ``_pad``: the unpadded region as a contiguous (N, C, H, W) array."""
-    if rows:
-        return from_nhwc(xpad, pads)
-    t, b, l, r = pads
-    Hp, Wp = xpad.shape[2:]
-    return xp_of(xpad).ascontiguousarray(xpad[:, :, t:Hp - b, l:Wp - r]) if any(pads) else xpad
-
-
-def _lowered_weight(w, G: int, rows: bool):
-    """Weight (OC, C/G, KH, KW) -> (G, K, OC/G) with K in the lowering's order: (kh, kw, c) or (c, kh, kw)."""
-    xp = xp_of(w)
-    OC, Cg, KH, KW = w.shape
-    w5 = w.reshape(G, OC // G, Cg, KH, KW)
-    return xp.ascontiguousarray(w5.transpose(0, 3, 4, 2, 1) if rows else w5.transpose(0, 2, 3, 4, 1)).reshape(
-        G, -1, OC // G)
-
-
-def _weight_from_lowered(gwk, shape, rows: bool):
-    """Inverse of ``_lowered_weight``: (G, K, OC/G) -> (OC, C/G, KH, KW)."""
-    xp = xp_of(gwk)
-    OC, Cg, KH, KW = shape
-    G = gwk.shape[0]
-    if rows:
-        return xp.ascontiguousarray(gwk.reshape(G, KH, KW, Cg, OC // G).transpose(0, 4, 3, 1, 2)).reshape(shape)
-    return xp.ascontiguousarray(gwk.swapaxes(-1, -2)).reshape(shape)
-
-
-def _pixel_major(gy, n0: int, n1: int, buf, height: int | None = None):
-    """gy[n0:n1] (nb, OC, OH, OW) copied to (nb*height*OW, OC) in a reused buffer, rows past OH zeroed."""
-    xp = xp_of(gy)
-    (nb, OC, OH, OW), height = (n1 - n0,) + gy.shape[1:], height or gy.shape[2]
-    buf, gyt = _scratch(buf, (nb * height * OW, OC), gy.dtype, xp)
-    g4 = gyt.reshape(nb, height, OW, OC)
-    g4[:, OH:] = 0
-    g4[:, :OH] = gy[n0:n1].transpose(0, 2, 3, 1)
-    return buf, gyt
-
-
-def _slabs_pay(g: Geometry, OCg: int) -> bool:
-    """Whether ``_width_rows`` beats full rows: stride 1 in height, and few output channels per
-    group, where the copy (per pixel ~K floats, vs ~K*OC/G for the GEMM) is a large share of the
-    work. Measured on ResNet-20 shapes: 16 channels 1.25x faster; 64 channels 5-15% slower (the
-    dropped rows and KH thinner GEMMs cost more than the copy they save)."""
-    return g.sh == 1 and OCg < 32
-
-
-def _width_rows(xpad, g: Geometry, G: int, buf):
-    """Stride-1 rows lowering that copies KH times less: lower along the width only.
-
-    Wide row (n*Hp + h)*OW + ow holds the KW-window at (h, ow) of image n; kernel row kh
-    then reads the shifted slab ``wide[kh*dh*OW : kh*dh*OW + M]``, whose row (n*Hp + oh)*OW
-    + ow is exactly its operand for output (oh, ow). Slab rows with oh >= OH straddle two
-    images: computed, then dropped (Hp/OH - 1 extra GEMM work, 6% at 32x32 with padding 1).
-    Returns wide (nb*Hp*OW, G, KW*C/G) and M.
-    """
-    wide = im2row(xpad, g._replace(KH=1, dh=1, OH=xpad.shape[1]), G, out=buf)
-    return wide, wide.shape[0] - g.dh * (g.KH - 1) * g.OW
-
-
-def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
-    """out (N, OC, OH, OW) = conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,).
-
-    xpad is channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
-    """
-    xp = xp_of(xpad)
-    G, K, OCg = wk.shape
-    N, L, OC = xpad.shape[0], g.OH * g.OW, G * OCg
-    wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
-    buf = ybuf = tbuf = None
-    for n0, n1 in _chunks(N, Hp * g.OW * G * KWC if slabs else G * K * L, xp):
-        nb = n1 - n0
-        if slabs:
-            low, M = _width_rows(xpad[n0:n1], g, G, buf)
-            ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), xpad.dtype, xp)
-            tbuf, tmp = _scratch(tbuf, (M, G, OCg), xpad.dtype, xp)
-            for kh in range(g.KH):  # y += slab_kh @ w[kh], per group
-                s0 = kh * g.dh * g.OW
-                dst = yt[:M] if kh == 0 else tmp
-                xp.matmul(low[s0:s0 + M].transpose(1, 0, 2), wk[:, kh * KWC:(kh + 1) * KWC], out=dst.transpose(1, 0, 2))
-                if kh:
-                    yt[:M] += tmp
-            if b is not None:
-                yt[:M] += b.reshape(G, OCg)
-            out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH].transpose(0, 3, 1, 2)
-        elif rows:
-            low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
-            ybuf, yt = _scratch(ybuf, (nb * L, G, OCg), xpad.dtype, xp)
-            xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
-            if b is not None:
-                yt += b.reshape(G, OCg)
-            # Back to NCHW while the chunk is in cache: this copy is K/OCg times smaller than the rows.
-            out[n0:n1].reshape(nb, OC, L)[...] = yt.reshape(nb, L, OC).transpose(0, 2, 1)
-        else:
-            low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
-            xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
-            if b is not None:
-                out[n0:n1] += b.reshape(1, -1, 1, 1)
-        buf = low if buf is None else buf
-    return out
-
-
-def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
-    """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group."""
-    xp = xp_of(xpad)
-    N, OC = gy.shape[:2]
-    OCg, L = OC // G, g.OH * g.OW
-    K = xpad.shape[3 if rows else 1] // G * g.KH * g.KW
-    gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
-    Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
-    buf = gbuf = None
-    for n0, n1 in _chunks(N, Hp * g.OW * G * KWC if slabs else G * K * L, xp):
-        nb = n1 - n0
-        if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
-            low, M = _width_rows(xpad[n0:n1], g, G, buf)
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf, height=Hp)
-            gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
-            for kh in range(g.KH):
-                s0 = kh * g.dh * g.OW
-                gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
-        elif rows:
-            low = im2row(xpad[n0:n1], g, G, out=buf)
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
-            # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
-            gwk += low.transpose(1, 2, 0) @ gyt.reshape(-1, G, OCg).transpose(1, 0, 2)
-        else:
-            low = im2col(xpad[n0:n1], g, out=buf)
-            # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
-            gwk += (low.reshape(nb, G, K, L) @ gy[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
-        buf = low if buf is None else buf
-    return gwk
-
-
-def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
-    """gxpad (padded_shape, channels-last when ``rows``) = the adjoint of ``_gemm_forward``.
-
-    One GEMM lifts gy to lowered form (rows or columns), then row2im/col2im adds it back.
-    """
-    xp = xp_of(gy)
-    G, K, OCg = wk.shape
-    N, L = gy.shape[0], g.OH * g.OW
-    wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
-    buf = gbuf = None
-    for n0, n1 in _chunks(N, G * K * L, xp):
-        nb = n1 - n0
-        if rows:
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
-            buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
-            xp.matmul(gyt.reshape(-1, G, OCg).transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
-            row2im(low, g, gxpad[n0:n1])
-        else:
-            buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
-            xp.matmul(wk, gy[n0:n1].reshape(nb, G, OCg, L), out=low)
-            col2im(low.reshape(nb, G * K, L), g, gxpad[n0:n1])
-    return gxpad
-
-
-def _bias_grad(gy):
-    """Sum gy (N, OC, OH, OW) over all but the channel axis: reduce the contiguous pixel axis first."""
-    N, OC = gy.shape[:2]
-    return gy.reshape(N, OC, -1).sum(axis=2).sum(axis=0)
 
 
 # ---- conv2d ------------------------------------------------------------------------------------------

@@ -16,8 +16,10 @@ was read from. It loops over the KH*KW kernel offsets only; each offset is one
 strided slice-add over the whole batch, so overlapping windows accumulate without
 ``np.add.at``.
 
-Both F.unfold/F.fold (PyTorch's names for im2col/col2im) and the convolution ops
-in ember.ops.conv use these helpers.
+F.unfold/F.fold (PyTorch's names for im2col/col2im) use these helpers. The convolutions in
+ember.ops.conv also use the channels-last twins ``im2row``/``row2im``: from a padded
+(N, Hp, Wp, C) copy (``to_nhwc``) they lower to rows (N*OH*OW, G, KH*KW*C/G), one row per
+output pixel, whose copy moves runs of KW*C/G floats (see ember.ops.conv for which is used when).
 """
 from __future__ import annotations
 
