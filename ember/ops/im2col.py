@@ -219,13 +219,15 @@ def row2im(rows, g: Geometry, out):
     return out
 
 
-def batch_chunk(N: int, per_image_elems: int, budget: int = 1 << 19) -> int:
+def batch_chunk(N: int, per_image_elems: int, budget: int = 1 << 21) -> int:
     """How many images to lower at once so one column chunk stays near ``budget`` elements.
 
     Lowering a few images at a time keeps the buffer in cache between the copy that fills
     it and the GEMM that reads it, and uses far less memory than lowering the whole batch.
-    2 MB (512K floats, about this CPU's L2) measured best, 1 thread: ResNet-20 step 7%
-    and W4 12% faster than 8 MB; 1 MB and 4 MB were in between.
+    With BLAS on 1 thread, 512K floats (2 MB, about this CPU's L2) measured best (ResNet-20
+    step 7% faster than 2M floats). With 2 threads the GEMMs must be big enough to split
+    well: 2M floats (8 MB) made the ResNet-20 step 1.4x faster than 512K (332 vs 460 ms)
+    and beat 4M and 8M floats (470, 497 ms), so 2M floats is the default.
     """
     return max(1, min(N, budget // max(per_image_elems, 1)))
 
