@@ -39,8 +39,8 @@ print(f"    Fashion-MNIST: {len(ds)} test images; route taken: {ds.source}")
 PYEOF
 
 echo "==> training LeNet-5 for $EPOCHS epochs (Ctrl+C saves a checkpoint; add --resume to continue)"
-"$PY" -m ember train --model lenet5 --data fashion-mnist --epochs "$EPOCHS" --batch-size 128 \
-  --optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 5e-4 --schedule cosine --warmup 1 \
+"$PY" -m ember train --model lenet5 --data fashion-mnist --epochs "$EPOCHS" --batch-size 64 \
+  --optimizer sgd --lr 0.03 --momentum 0.9 --nesterov --weight-decay 5e-4 --schedule cosine --warmup 1 \
   --val-split 0 --seed 0 --out "$OUT" "$@"
 echo "==> saved model: $OUT/best.safetensors   evaluate it with:"
 echo "    $PY -m ember eval --checkpoint $OUT/best.safetensors"
