@@ -306,6 +306,7 @@ _autograd.Tensor = Tensor  # Function.apply builds outputs without an import per
 
 # Operators and methods are attached from the op modules (at the bottom to avoid an
 # import cycle: the ops import Tensor).
+from ember.ops import compare as _compare  # noqa: E402
 from ember.ops import elementwise as _elementwise  # noqa: E402
 from ember.ops import linalg as _linalg  # noqa: E402
 from ember.ops import reduce as _reduce  # noqa: E402
@@ -313,22 +314,22 @@ from ember.ops import shape as _shape  # noqa: E402
 
 
 def _attach() -> None:
-    E, S, R, L = _elementwise, _shape, _reduce, _linalg
+    E, S, R, L, C = _elementwise, _shape, _reduce, _linalg, _compare
     methods = {
         "__add__": E.add, "__radd__": lambda a, b: E.add(b, a), "__sub__": E.sub,
         "__rsub__": lambda a, b: E.sub(b, a), "__mul__": E.mul, "__rmul__": lambda a, b: E.mul(b, a),
         "__truediv__": E.div, "__rtruediv__": lambda a, b: E.div(b, a), "__pow__": E.pow,
         "__rpow__": lambda a, b: E.pow(E.as_tensor_like(b, a), a), "__neg__": E.neg, "__abs__": E.abs,
         "__matmul__": L.matmul, "__rmatmul__": lambda a, b: L.matmul(E.as_tensor_like(b, a), a),
-        "__eq__": E.eq, "__ne__": E.ne, "__lt__": E.lt, "__le__": E.le, "__gt__": E.gt, "__ge__": E.ge,
-        "__invert__": E.logical_not, "__and__": E.logical_and, "__or__": E.logical_or,
+        "__eq__": C.eq, "__ne__": C.ne, "__lt__": C.lt, "__le__": C.le, "__gt__": C.gt, "__ge__": C.ge,
+        "__invert__": C.logical_not, "__and__": C.logical_and, "__or__": C.logical_or,
         "__getitem__": S.getitem,
         "add": E.add, "sub": E.sub, "mul": E.mul, "div": E.div, "pow": E.pow, "neg": E.neg, "abs": E.abs,
         "exp": E.exp, "log": E.log, "log1p": E.log1p, "sqrt": E.sqrt, "rsqrt": E.rsqrt, "square": E.square,
         "sin": E.sin, "cos": E.cos, "tanh": E.tanh, "sigmoid": E.sigmoid, "relu": E.relu, "sign": E.sign,
         "clamp": E.clamp, "clip": E.clamp, "maximum": E.maximum, "minimum": E.minimum,
-        "eq": E.eq, "ne": E.ne, "lt": E.lt, "le": E.le, "gt": E.gt, "ge": E.ge, "isfinite": E.isfinite,
-        "isnan": E.isnan, "floor": E.floor, "ceil": E.ceil, "round": E.round, "astype": E.astype,
+        "eq": C.eq, "ne": C.ne, "lt": C.lt, "le": C.le, "gt": C.gt, "ge": C.ge, "isfinite": C.isfinite,
+        "isnan": C.isnan, "floor": C.floor, "ceil": C.ceil, "round": C.round, "astype": E.astype,
         "matmul": L.matmul, "mm": L.matmul, "dot": L.dot,
         "sum": R.sum, "mean": R.mean, "var": R.var, "std": R.std, "max": R.max, "min": R.min,
         "amax": R.amax, "amin": R.amin, "logsumexp": R.logsumexp, "softmax": R.softmax,
