@@ -14,13 +14,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, ".."))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import blas_report, median_ms, setup_threads  # noqa: E402  (also puts the checkout on sys.path)
 
 import torch  # noqa: E402
 
@@ -29,28 +28,6 @@ from ember.models import get_model  # noqa: E402
 from torch_models import get_torch_model  # noqa: E402
 
 THREADS = 2
-
-
-def limit_threads() -> str:
-    torch.set_num_threads(THREADS)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(THREADS)
-        return f"numpy BLAS limited to {THREADS} threads"
-    except ImportError:
-        return "threadpoolctl not installed: numpy BLAS uses its default thread count"
-
-
-def median_ms(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def workload(name: str, shape: tuple, repeats: int, **kw) -> tuple[float, float]:
@@ -93,7 +70,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5, help="timed steps per round (3 rounds, median)")
     ap.add_argument("--only", choices=["W2", "W3"], help="run one workload")
     args = ap.parse_args()
-    print(limit_threads(), f"| torch {torch.__version__}, {torch.get_num_threads()} threads | numpy {np.__version__}")
+    print(setup_threads(THREADS), f"| torch {torch.__version__} | numpy {np.__version__}")
+    print(blas_report())
     rows = []
     if args.only in (None, "W2"):
         rows.append(("W2 LeNet-5 train step, 128x1x28x28", 1.3, *workload("lenet5", (128, 1, 28, 28), args.repeats)))

@@ -14,38 +14,15 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import blas_report, median_ms, setup_threads  # noqa: E402  (also puts the checkout on sys.path)
 
 import ember  # noqa: E402
 from ember.ops.conv import conv2d  # noqa: E402
-
-
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time in ms (``MINIMUM=1`` in the environment reports the minimum instead, for
-    a machine shared with other jobs, where the median measures the neighbours)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * (min(times) if os.environ.get("MINIMUM") else statistics.median(times))
-
-
-def blas_info() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-
-        info = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        return ", ".join(f"{i['internal_api']} {i.get('version')} {i.get('architecture')} "
-                         f"({i['num_threads']} threads)" for i in info)
-    except ImportError:
-        return "threadpoolctl not installed"
 
 
 def workload(N, C, OC, H, W, k, pad, repeats, threads=2):
@@ -115,11 +92,8 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2, help="threads for torch and for numpy's BLAS")
     args = ap.parse_args(argv)
-    if args.threads != 2:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(args.threads, user_api="blas")
-    print(f"numpy {np.__version__}; BLAS: {blas_info()}")
+    print(setup_threads(args.threads), f"| numpy {np.__version__}")
+    print(blas_report())
     name, shape = "W4 conv 64->64 3x3 pad1, x (64,64,32,32)", (64, 64, 64, 32, 32, 3, 1)
     e, t, gm, ef, tf, flops, err = workload(*shape, args.repeats, args.threads)
     print(f"{name}: grad rel. err vs torch {err:.1e}")

@@ -65,6 +65,15 @@ def time_ms(fn: Callable[[], object]) -> float:
     return 1e3 * (time.perf_counter() - t0)
 
 
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median ms per call after ``warmup`` calls (``MINIMUM=1`` in the environment reports the
+    minimum instead: on a machine shared with other jobs the median measures the neighbours)."""
+    for _ in range(warmup):
+        fn()
+    times = [time_ms(fn) for _ in range(repeats)]
+    return min(times) if os.environ.get("MINIMUM") else statistics.median(times)
+
+
 def interleaved_medians(fns: dict[str, Callable[[], object]], steps: int, warmup: int) -> dict[str, float]:
     """Median ms per call of each function, alternating them step by step.
 
