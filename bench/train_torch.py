@@ -68,7 +68,7 @@ def main() -> int:
         for x, y in trainer.train_loader:
             x, y = to_torch(x, y)
             out = model(x)
-            loss = torch.nn.functional.cross_entropy(out, y)
+            loss = torch.nn.functional.cross_entropy(out, y, label_smoothing=args.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()

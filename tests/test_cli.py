@@ -118,3 +118,17 @@ def test_every_flag_has_help_and_inspect_summary_are_offered():
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0
+
+
+def test_label_smoothing_keeps_the_loss_above_the_smoothed_entropy(tmp_path, capsys):
+    # With 3 classes and eps = 0.3 the smoothed target is (0.8, 0.1, 0.1): no prediction can bring the
+    # cross-entropy below its entropy, 0.639, while without smoothing an overfit batch goes towards 0.
+    common = ("--model", "lenet5", "--overfit-batch", "--overfit-steps", "60", "--epochs", "1",
+              "--optimizer", "adam", "--lr", "0.003", "--weight-decay", "0")
+    assert train(tmp_path, *common, "--label-smoothing", "0.3", name="ls") == 0
+    assert train(tmp_path, *common, name="plain") == 0
+    floor = -(0.8 * np.log(0.8) + 2 * 0.1 * np.log(0.1))
+    last = {n: [r for r in read(tmp_path / n / "metrics.jsonl") if r.get("type") == "step"][-1]["loss"]
+            for n in ("ls", "plain")}
+    assert last["ls"] >= floor - 1e-3
+    assert last["plain"] < floor - 0.2

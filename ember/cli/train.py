@@ -59,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="learning-rate schedule, updated every step (step: x0.1 at 50%% and 75%%)")
     p.add_argument("--warmup", type=float, default=0.0, metavar="EPOCHS",
                    help="linear warm-up from lr/steps to lr over this many epochs")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
+                   help="label smoothing of the cross-entropy (Szegedy et al. 2016): the target becomes "
+                        "(1 - EPS) * one-hot + EPS / classes, as in PyTorch")
     p.add_argument("--augment", action="store_true",
                    help="random crop (pad 2 for 28x28, 4 for 32x32) and horizontal flip")
     p.add_argument("--seed", type=int, default=0, help="seed for initialization, shuffling and augmentation")
@@ -195,7 +198,8 @@ def build_run(args):
                                                                     if not k.startswith("_")}}
     trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, epochs=args.epochs, out_dir=out,
                       device=args.device, shuffle_gen=shuffle_gen, aug_gen=aug_gen, meta=meta,
-                      log_every=args.log_every, progress_bar=args.progress)
+                      log_every=args.log_every, progress_bar=args.progress,
+                      label_smoothing=args.label_smoothing)
     return trainer, data, test_loader, meta
 
 

@@ -57,7 +57,8 @@ class Trainer:
 
     def __init__(self, model: nn.Module, optimizer, scheduler, train_loader, val_loader, *, epochs: int,
                  out_dir: str | Path, device: str = "cpu", shuffle_gen=None, aug_gen=None, meta: dict | None = None,
-                 log_every: int = 10, progress_bar: bool = True, steps_per_epoch: int | None = None):
+                 log_every: int = 10, progress_bar: bool = True, steps_per_epoch: int | None = None,
+                 label_smoothing: float = 0.0):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.epochs, self.device = epochs, device
@@ -69,6 +70,7 @@ class Trainer:
         self.log_every = max(1, int(log_every))
         self.progress_bar = progress_bar
         self.steps_per_epoch = steps_per_epoch or len(train_loader)
+        self.label_smoothing = float(label_smoothing)
         self.state = Progress()
         self.history: list[dict] = []
 
@@ -155,7 +157,7 @@ class Trainer:
                 # check below reports that with the step number, so NumPy's own warnings are muted.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     out = self.model(x)
-                    loss = nn.functional.cross_entropy(out, y)
+                    loss = nn.functional.cross_entropy(out, y, label_smoothing=self.label_smoothing)
                     value = float(loss.item())
                     if not math.isfinite(value):
                         raise NonFiniteLossError(
