@@ -1,4 +1,4 @@
-"""Module and Parameter: the building blocks every layer and model derives from.
+"""Module: the building block every layer and model derives from.
 
 A ``Module`` owns three ordered registries, filled automatically by attribute
 assignment (``self.weight = Parameter(...)``, ``self.conv = Conv2d(...)``) or by
@@ -14,8 +14,8 @@ Registered objects are also mirrored into the instance ``__dict__``, so reading
 the hot path). Every way of changing a registry goes through ``__setattr__``,
 ``__delattr__`` or a ``register_*`` method, which keep both in step.
 
-Containers (Sequential, ModuleList, ModuleDict) live in ember/nn/container.py and
-are re-exported here.
+Parameter lives in ember/nn/parameter.py and the containers (Sequential, ModuleList,
+ModuleDict) in ember/nn/container.py; both are re-exported here.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import numpy as np
 from ember.autograd import no_grad
 from ember.backend import Device, asnumpy, to_device
 from ember.errors import EmberError
+from ember.nn.parameter import Parameter
 from ember.tensor import Tensor
 
 __all__ = ["Module", "Parameter", "StateDictError", "RemovableHandle"]
@@ -34,41 +35,6 @@ __all__ = ["Module", "Parameter", "StateDictError", "RemovableHandle"]
 
 class StateDictError(EmberError, RuntimeError):
     """``load_state_dict`` found missing, unexpected or mis-shaped keys (all are listed)."""
-
-
-class Parameter(Tensor):
-    """A Tensor that a Module registers as learnable; ``requires_grad=True`` by default.
-
-    Args:
-        data: a Tensor (its array is shared, not copied) or a NumPy/CuPy array.
-        requires_grad: whether optimizers should train it.
-    """
-
-    __slots__ = ()
-
-    def __init__(self, data=None, requires_grad: bool = True):
-        if data is None:
-            data = np.empty((0,), dtype=np.float32)
-        elif isinstance(data, Tensor):
-            data = data.data
-        elif not hasattr(data, "shape"):
-            data = np.asarray(data, dtype=np.float32)
-        super().__init__(data, requires_grad=requires_grad)
-
-    def __repr__(self) -> str:
-        return "Parameter containing:\n" + super().__repr__()
-
-    def __reduce_ex__(self, protocol):
-        return (Parameter, (self.data, self.requires_grad))
-
-    def __deepcopy__(self, memo):
-        if id(self) in memo:
-            return memo[id(self)]
-        p = Parameter(self.data.copy(), self.requires_grad)
-        if self.grad is not None:
-            p.grad = Tensor(self.grad.data.copy())
-        memo[id(self)] = p
-        return p
 
 
 class RemovableHandle:
