@@ -12,7 +12,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 venv: $(PY)
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e '.[plot]'
 
 demo: venv
 	bash scripts/demo.sh

@@ -18,8 +18,8 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 if ! "$PY" -c "import ember, numpy, safetensors, tqdm" 2>/dev/null; then
-  echo "==> installing ember (pip install -e .)"
-  "$PY" -m pip install -q -e .
+  echo "==> installing ember (pip install -e .[plot])"
+  "$PY" -m pip install -q -e ".[plot]"
 fi
 "$PY" -c "import matplotlib" 2>/dev/null || echo "    (matplotlib not installed: the loss/accuracy plot will be skipped; pip install matplotlib)"
 
