@@ -232,3 +232,17 @@ def test_segment_train_and_eval_write_metrics(tmp_path, capsys):
     assert main(["eval", "--task", "segment", "--checkpoint", str(out / "best.safetensors"),
                  "--json", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["mean_iou"] == pytest.approx(m["mean_iou"])
+
+
+def test_print_metrics_writes_to_the_current_stdout(monkeypatch):
+    # Regression: the stream used to be bound at import time, so after the stdout a test
+    # captured was closed, `ember train --task segment` crashed with "I/O operation on closed file".
+    import io
+
+    from ember.cli import segment
+
+    buf = io.StringIO()
+    monkeypatch.setattr("sys.stdout", buf)
+    segment._print_metrics({"pixel_accuracy": 0.5, "mean_iou": 0.25, "iou": {"background": 0.5, "bird": None}})
+    out = buf.getvalue()
+    assert "mean IoU 0.2500" in out and "bird" in out and "n/a" in out

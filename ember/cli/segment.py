@@ -215,7 +215,10 @@ def save_prediction_grid(model, dataset, path, n: int = 6, class_names=None) -> 
     plt.close(fig)
 
 
-def _print_metrics(m: dict, file=sys.stdout) -> None:
+def _print_metrics(m: dict, file=None) -> None:
+    # Look sys.stdout up at call time: a default bound at import would keep a stream that
+    # a caller (a test's output capture, a redirect) may since have replaced and closed.
+    file = sys.stdout if file is None else file
     print(f"pixel accuracy {m['pixel_accuracy']:.4f}  mean IoU {m['mean_iou']:.4f}", file=file)
     for name, v in m["iou"].items():
         print(f"  IoU {name:<12s} {'n/a' if v is None else f'{v:.4f}'}", file=file)
