@@ -212,3 +212,36 @@ def test_pictures_are_pngs(tmp_path):
     for name in "fmhct":
         data = (tmp_path / f"{name}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+
+
+# The perceptron learns by its own rule (Perceptron.fit), not by gradients.
+ZOO = [name for name in ember.models.list_models() if name != "perceptron"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_gradcheck_model_every_zoo_model(name):
+    """Every zoo model's parameter gradients agree with finite differences (float64, small inputs)."""
+    shape, kw, rtol = (2, 1, 28, 28), {}, 1e-3
+    if name.startswith("vgg"):
+        kw = dict(in_channels=1, input_size=28)
+    elif name in ("resnet18", "resnet34"):
+        # At 32x32 their layer4 sees 1x1 maps, so its batch norm normalizes over just 2 values and
+        # the loss is badly conditioned (directional derivatives ~1e4): finite differences keep
+        # fewer digits there.
+        shape, kw, rtol = (2, 3, 32, 32), dict(in_channels=3), 1e-2
+    elif name in ("resnet20", "resnet32", "resnet56"):
+        shape, kw = (2, 1, 8, 8), dict(in_channels=1)
+    elif name in ("fcn", "unet", "dilated"):
+        shape, kw = (2, 1, 32, 32), dict(in_channels=1, num_classes=3)
+    ember.manual_seed(0)
+    model = ember.models.get_model(name, **kw)
+    x = ember.randn(*shape)
+    with ember.no_grad():
+        out = model(x)
+    target = ember.tensor(np.arange(int(np.prod(out.shape[:1] + out.shape[2:]))).reshape(out.shape[:1] + out.shape[2:])
+                          % out.shape[1])
+    # eps=1e-7: with 1e-6 a step can cross a ReLU kink or a max-pool near-tie in the deep nets
+    # (UNet, VGG-16), and finite differences then disagree with the (correct) one-sided gradient.
+    report = gradcheck_model(model, x, target, "cross_entropy", n_directions=1, max_full=4, eps=1e-7,
+                             rtol=rtol)
+    assert report.passed, str(report)
