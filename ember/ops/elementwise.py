@@ -1,7 +1,8 @@
-"""Elementwise ops: arithmetic, unary math, activations' primitives, comparisons.
+"""Elementwise ops with gradients: arithmetic, unary math, relu/sigmoid/tanh, clamp, where.
 
+(Comparisons and rounding, which have no gradients, are in ember.ops.compare.)
 Binary ops first bring both operands to one dtype and one shape through recorded
-``astype`` and ``broadcast_to`` ops (ember.ops.shape), whose backwards cast back and
+``astype`` (ember.ops.convert) and ``broadcast_to`` (ember.ops.shape) ops, whose backwards cast back and
 ``sum_to`` the broadcast axes. So every backward below sees same-shaped arrays.
 """
 from __future__ import annotations
@@ -11,10 +12,11 @@ import numbers
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, device_of, xp_of
+from ember.backend import check_same_device, xp_of
 from ember.backend import to_device as _to_device
 from ember.errors import ShapeError
 from ember.ops import cuda_kernels
+from ember.ops.convert import astype, clone, to_device  # noqa: F401  (re-exported: part of this family's API)
 from ember.tensor import Tensor
 
 __all__ = [
@@ -432,46 +434,3 @@ def where(condition, a, b) -> Tensor:
     if b.shape != shape:
         b = broadcast_to(b, shape)
     return Where.apply(a, b, cond=xp_of(cond).broadcast_to(cond, shape))
-
-
-# ---- dtype and device moves ------------------------------------------------------------------------
-class AsType(Function):
-    def forward(self, x, dtype):
-        self.dtype = x.dtype
-        return x.astype(dtype)
-
-    def backward(self, gy):
-        return gy.astype(self.dtype)
-
-
-def astype(x: Tensor, dtype) -> Tensor:
-    """Convert to ``dtype``; the gradient is converted back."""
-    if np.dtype(dtype) == x.data.dtype:
-        return x
-    return AsType.apply(x, dtype=np.dtype(dtype))
-
-
-class ToDevice(Function):
-    def forward(self, x, device):
-        self.src_device = device_of(x)
-        return _to_device(x, device)
-
-    def backward(self, gy):
-        return _to_device(gy, self.src_device)
-
-
-def to_device(x: Tensor, device) -> Tensor:
-    """Copy to another device; the gradient is copied back."""
-    return ToDevice.apply(x, device=device)
-
-
-class Clone(Function):
-    def forward(self, x):
-        return x.copy()
-
-    def backward(self, gy):
-        return gy
-
-
-def clone(x: Tensor) -> Tensor:
-    return Clone.apply(x)
