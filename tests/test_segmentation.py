@@ -246,3 +246,32 @@ def test_print_metrics_writes_to_the_current_stdout(monkeypatch):
     segment._print_metrics({"pixel_accuracy": 0.5, "mean_iou": 0.25, "iou": {"background": 0.5, "bird": None}})
     out = buf.getvalue()
     assert "mean IoU 0.2500" in out and "bird" in out and "n/a" in out
+
+
+def test_random_hflip_pair_mirrors_image_and_mask_together():
+    from ember.cli.segment import random_hflip_pair
+
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 1, 5, 7)).astype(np.float32)
+    y = rng.integers(0, 11, (64, 5, 7))
+    fx, fy = random_hflip_pair(ember.tensor(x), ember.tensor(y), np.random.default_rng(1))
+    flipped = np.array([np.array_equal(fx.data[i], x[i, :, :, ::-1]) for i in range(64)])
+    kept = np.array([np.array_equal(fx.data[i], x[i]) for i in range(64)])
+    assert np.all(flipped ^ kept)  # every sample is either mirrored or untouched
+    assert 16 < flipped.sum() < 48  # about half of them are mirrored
+    np.testing.assert_array_equal(fy.data[flipped], y[flipped][..., ::-1])  # the mask follows its image
+    np.testing.assert_array_equal(fy.data[~flipped], y[~flipped])
+    again, _ = random_hflip_pair(ember.tensor(x), ember.tensor(y), np.random.default_rng(1))
+    np.testing.assert_array_equal(again.data, fx.data)  # reproducible from the generator
+
+
+def test_fit_with_augment_reports_the_final_epoch(tmp_path):
+    from ember.cli.segment import fit
+
+    train, test = SkyBird(n=16, size=16, seed=0), SkyBird(n=8, size=16, seed=1)
+    model = UNet(num_classes=2, in_channels=3, channels=(4, 8))
+    res = fit(model, train, test, 2, epochs=2, batch_size=8, lr=0.01, augment=True, out=tmp_path, log=lambda s: None)
+    assert len(res["history"]) == 2 and res["steps"] == 4
+    assert res["final"]["mean_iou"] == pytest.approx(res["history"][-1]["mean_iou"])
+    assert res["best"]["mean_iou"] >= res["final"]["mean_iou"]
+    assert (tmp_path / "last.safetensors").exists()

@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="label smoothing of the cross-entropy (Szegedy et al. 2016): the target becomes "
                         "(1 - EPS) * one-hot + EPS / classes, as in PyTorch")
     p.add_argument("--augment", action="store_true",
-                   help="random crop (pad 2 for 28x28, 4 for 32x32) and horizontal flip")
+                   help="random crop (pad 2 for 28x28, 4 for 32x32) and horizontal flip; with --task segment, "
+                        "a horizontal flip of image and mask together")
     p.add_argument("--seed", type=int, default=0, help="seed for initialization, shuffling and augmentation")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/<model>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (cuda needs CuPy)")
