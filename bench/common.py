@@ -27,14 +27,13 @@ def setup_threads(n: int = 2) -> str:
     from ember import parallel
 
     torch.set_num_threads(n)
-    parallel.set_num_threads(int(os.environ.get("EMBER_NUM_THREADS", n)))  # the variable wins, to compare
+    parallel.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return (f"torch: {n} threads, ember copies: {parallel.get_num_threads()}; threadpoolctl missing, "
-                "numpy BLAS uses its default")
+        return f"torch and ember copies: {n} threads; threadpoolctl missing, numpy BLAS uses its default"
     threadpool_limits(n)
-    return f"torch and numpy BLAS: {n} threads; ember's copies (ember.parallel): {parallel.get_num_threads()}"
+    return f"torch, numpy BLAS and ember's copies (ember.parallel) limited to {n} threads"
 
 
 def blas_report() -> str:
