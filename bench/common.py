@@ -21,19 +21,16 @@ SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def setup_threads(n: int = 2) -> str:
-    """Limit PyTorch, numpy's BLAS and ember's copy threads to ``n``; returns a one-line description."""
+    """Limit PyTorch and numpy's BLAS to ``n`` threads; returns a one-line description."""
     import torch
 
-    from ember import parallel
-
     torch.set_num_threads(n)
-    parallel.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        return f"torch and ember copies: {n} threads; threadpoolctl missing, numpy BLAS uses its default"
+        return f"torch: {n} threads; threadpoolctl missing, numpy BLAS uses its default thread count"
     threadpool_limits(n)
-    return f"torch, numpy BLAS and ember's copies (ember.parallel) limited to {n} threads"
+    return f"torch and numpy BLAS limited to {n} threads"
 
 
 def blas_report() -> str:

@@ -4,8 +4,7 @@ BLAS already runs the convolutions' GEMMs on all cores, but NumPy runs a copy (t
 im2row lowering, an NCHW <-> NHWC transpose) or an in-place add on one core. NumPy
 releases the GIL while it moves plain numbers, so Python threads that each take a slab
 of the array along one axis do run at the same time. :func:`split` does that for one
-array operation; :func:`assign` and :func:`add_into` are the two the convolutions use,
-and batch norm and ReLU split their passes the same way (:func:`combine` joins partial sums).
+array operation; :func:`assign` and :func:`add_into` are the two the convolutions use.
 
 Small arrays (below ``MIN_ELEMENTS``) and arrays that are not NumPy arrays (CuPy on a
 GPU, where one kernel launch already uses the whole device) take the plain one-thread
@@ -23,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["get_num_threads", "set_num_threads", "split", "combine", "assign", "add_into", "MIN_ELEMENTS"]
+__all__ = ["get_num_threads", "set_num_threads", "split", "assign", "add_into", "MIN_ELEMENTS"]
 
 # Below about 64K floats (256 KB) the hand-off to a thread costs more than the copy saves.
 MIN_ELEMENTS = 1 << 16
@@ -74,52 +73,31 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
     return _pool
 
 
-def split(fn: Callable, *arrays, axis: int | None = None) -> list:
-    """Run ``fn(*arrays)`` as ``fn(*slabs)`` over slabs of one axis on all threads; return the results.
+def split(fn: Callable, out, *args) -> None:
+    """Run ``fn(out, *args)`` as ``fn(out[s], *(a[s] for a in args))`` over slabs ``s`` on all threads.
 
-    Each array is cut along ``axis`` into the same slabs, except an argument whose length
-    on that axis is 1 (a broadcast operand such as a per-channel mean) or that is not an
-    array (``None``, a number): those reach every call whole. ``fn`` may write into the slabs
-    it gets, and nowhere else. ``axis`` defaults to the first axis of ``arrays[0]`` whose
-    length is at least the thread count (the batch, or the rows of one image when the batch
-    is small). Returns the calls' results in slab order (one result on the serial path).
+    ``fn`` must write only into its ``out`` slab, and every array in ``args`` must have
+    ``out``'s shape, so a slab of ``out`` depends only on the same slab of each argument.
+    The slabs cut the first axis whose length is at least the thread count (an image batch,
+    or the rows of one image when the batch is small); the calling thread takes one slab.
     """
-    first = arrays[0]
     n = get_num_threads()
-    if n < 2 or type(first) is not np.ndarray or first.size < MIN_ELEMENTS:
-        return [fn(*arrays)]
+    if n < 2 or type(out) is not np.ndarray or out.size < MIN_ELEMENTS \
+            or any(getattr(a, "shape", None) != out.shape for a in args):
+        fn(out, *args)
+        return
+    axis = next((i for i, d in enumerate(out.shape) if d >= n), None)
     if axis is None:
-        axis = next((i for i, d in enumerate(first.shape) if d >= n), None)
-        if axis is None:
-            return [fn(*arrays)]
-    length = first.shape[axis]
-    cut = [isinstance(a, np.ndarray) and a.ndim == first.ndim and a.shape[axis] == length for a in arrays]
-    if not all(c or not isinstance(a, np.ndarray) or a.ndim != first.ndim or a.shape[axis] == 1
-               for a, c in zip(arrays, cut)):
-        return [fn(*arrays)]  # an operand neither matches nor broadcasts along the axis: no split
-    k = min(n, length)
-    if k < 2:
-        return [fn(*arrays)]
-    edges = [length * i // k for i in range(k + 1)]
+        fn(out, *args)
+        return
+    edges = [out.shape[axis] * k // n for k in range(n + 1)]
     lead = (slice(None),) * axis
-    slabs = [[a[lead + (slice(lo, hi),)] if c else a for a, c in zip(arrays, cut)]
-             for lo, hi in zip(edges[:-1], edges[1:])]
+    parts = [lead + (slice(a, b),) for a, b in zip(edges[:-1], edges[1:])]
     pool = _get_pool(n)
-    futures = [pool.submit(fn, *args) for args in slabs[1:]]
-    results = [fn(*slabs[0])]  # the calling thread takes the first slab
-    return results + [f.result() for f in futures]  # result() re-raises a worker's exception
-
-
-def combine(parts: list, axis: int, reduced: bool):
-    """Join the per-slab results of ``split``: add partial sums over a reduced axis, else concatenate."""
-    if len(parts) == 1:
-        return parts[0]
-    if reduced:
-        total = parts[0].copy()
-        for p in parts[1:]:
-            total += p
-        return total
-    return np.concatenate(parts, axis=axis)
+    futures = [pool.submit(fn, out[s], *(a[s] for a in args)) for s in parts[1:]]
+    fn(out[parts[0]], *(a[parts[0]] for a in args))
+    for f in futures:
+        f.result()  # re-raises a worker's exception here
 
 
 def _copy(dst, src) -> None:

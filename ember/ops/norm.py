@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember import parallel
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
@@ -50,39 +49,6 @@ def _sum(xp, axes: tuple, *arrays):
     return r.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
 
 
-def _total(axes: tuple, parts: list):
-    """Join per-slab statistics from ``parallel.split`` along axis 0 (summed if axis 0 is reduced)."""
-    return parallel.combine(parts, 0, reduced=0 in axes)
-
-
-def _center(x, mean, xhat, axes):
-    """xhat = x - mean; returns the sum of squares of xhat over ``axes`` (None: skip it)."""
-    xp = xp_of(x)
-    xp.subtract(x, mean, out=xhat)
-    return None if axes is None else _sum(xp, axes, xhat, xhat)
-
-
-def _scale_shift(xhat, invstd, w, b, y):
-    """xhat *= invstd (in place: backward keeps it); y = xhat * w + b (w, b optional)."""
-    xp = xp_of(xhat)
-    xhat *= invstd
-    if w is None:
-        y[...] = xhat
-    else:
-        xp.multiply(xhat, w, out=y)
-    if b is not None:
-        y += b
-
-
-def _normalize_grad(gh, xhat, mean_gh, mean_gh_xhat, scale, gx):
-    """gx = (gh - mean(gh) - xhat * mean(gh * xhat)) * scale, written into gx with no temporary."""
-    xp = xp_of(gh)
-    xp.multiply(xhat, mean_gh_xhat, out=gx)
-    gx += mean_gh
-    xp.subtract(gh, gx, out=gx)
-    gx *= scale
-
-
 class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
@@ -104,19 +70,21 @@ class Normalize(Function):
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
-        else:  # CPU: each pass runs on slabs of the first axis, one per thread (ember.parallel)
-            xhat, m = xp.empty(x.shape, x.dtype), x.dtype.type(self.count)
+        else:
             if stats is None:
-                mean = _total(axes, parallel.split(lambda a: _sum(xp, axes, a), x, axis=0)) / m
-                var = _total(axes, parallel.split(_center, x, mean, xhat, axes, axis=0)) / m
+                mean = _sum(xp, axes, x) / x.dtype.type(self.count)
+                xhat = x - mean
+                var = _sum(xp, axes, xhat, xhat) / x.dtype.type(self.count)
                 if sink is not None:
                     sink["mean"], sink["var"] = mean, var
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
-                parallel.split(_center, x, mean, xhat, None, axis=0)
+                xhat = x - mean
             invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
-            y = xp.empty(x.shape, x.dtype)
-            parallel.split(_scale_shift, xhat, invstd, w, b, y, axis=0)
+            xhat *= invstd
+            y = xhat * w if w is not None else xhat.copy()
+            if b is not None:
+                y += b
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
         self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
@@ -131,19 +99,21 @@ class Normalize(Function):
         fold = w is None or all(w.shape[a] == 1 for a in axes)
         gh = gy if fold else gy * w
         scale = self.invstd * w if (fold and w is not None) else self.invstd
-        parts = parallel.split(lambda g, h: (_sum(xp, axes, g), _sum(xp, axes, g, h)), gh, xhat, axis=0)
-        s1 = _total(axes, [p[0] for p in parts])
-        s2 = _total(axes, [p[1] for p in parts])
+        s1 = _sum(xp, axes, gh)
+        s2 = _sum(xp, axes, gh, xhat)
         grads = []
         if self.needs_input_grad[0]:
             out = xp.empty(self.shape, dtype=gy.dtype)
             gx = out.reshape(xhat.shape)  # a view of `out`: writing it fills `out`
             if self.batch_stats and xp is not np and cuda_kernels.fits(gh, xhat):  # GPU: one fused launch
                 cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)
-            elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale
-                parallel.split(_normalize_grad, gh, xhat, s1 / m, s2 / m, scale, gx, axis=0)
+            elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
+                xp.multiply(xhat, s2 / m, out=gx)
+                gx += s1 / m
+                xp.subtract(gh, gx, out=gx)
+                gx *= scale
             else:  # fixed statistics (eval-mode batch norm): only the affine map remains
-                parallel.split(lambda g, sc, o: xp.multiply(g, sc, out=o), gh, scale, gx, axis=0)
+                xp.multiply(gh, scale, out=gx)
             grads.append(out)
         else:
             grads.append(None)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember import parallel
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
@@ -124,26 +123,6 @@ def _first_argmax(xpad, y, win: _Windows):
     return idx
 
 
-def _window_max(xpad, y, win: _Windows) -> None:
-    """y = the max of every window of xpad, one elementwise max per kernel offset."""
-    xp = xp_of(y)
-    for o, rows, cols in win.offsets():
-        if o == 0:
-            y[...] = xpad[:, :, rows, cols]
-        else:
-            xp.maximum(y, xpad[:, :, rows, cols], out=y)
-
-
-def _scatter_to_argmax(gy, idx, gx, win: _Windows) -> None:
-    """Route each window's gradient to its argmax (flat offset ``idx``) in gx (padded shape, zeroed)."""
-    xp = xp_of(gy)
-    for o, rows, cols in win.offsets():
-        if win.disjoint:
-            xp.multiply(gy, idx == o, out=gx[:, :, rows, cols])
-        else:
-            gx[:, :, rows, cols] += gy * (idx == o)
-
-
 class MaxPool2d(Function):
     def forward(self, x, win: _Windows, sink: dict | None = None):
         xp = xp_of(x)
@@ -156,10 +135,12 @@ class MaxPool2d(Function):
         if win.tiles and win.k[0] * win.k[1] > 16:  # large tiles (global pooling): one reduction
             xpad = x
             y = win.tiled(x).max(axis=(3, 5))
-        else:  # a max over the offsets' slices, on slabs of the batch in parallel (ember.parallel)
+        else:
             xpad = win.pad(x, -np.inf)
-            y = xp.empty((x.shape[0], x.shape[1], win.OH, win.OW), dtype=x.dtype)
-            parallel.split(lambda xs, ys: _window_max(xs, ys, win), xpad, y, axis=0)
+            y = None
+            for _, rows, cols in win.offsets():
+                v = xpad[:, :, rows, cols]
+                y = v.copy() if y is None else xp.maximum(y, v, out=y)
         self.xpad, self.y, self.idx = xpad, y, None
         if sink is None:
             return y
@@ -178,12 +159,13 @@ class MaxPool2d(Function):
         win = self.win
         if self.arg is not None:  # GPU: scatter to the saved argmax in one launch
             return cuda_kernels.maxpool2d_backward(gy, self.arg, (win.N, win.C, win.H, win.W))
+        idx = self.idx if self.idx is not None else _first_argmax(self.xpad, self.y, win)
         gx = xp.zeros(self.xpad.shape, dtype=gy.dtype)
-        if self.idx is not None:
-            parallel.split(lambda g, i, o: _scatter_to_argmax(g, i, o, win), gy, self.idx, gx, axis=0)
-        else:  # find each slab's argmax and scatter to it while the slab is in cache
-            parallel.split(lambda g, xs, ys, o: _scatter_to_argmax(g, _first_argmax(xs, ys, win), o, win),
-                           gy, self.xpad, self.y, gx, axis=0)
+        for o, rows, cols in win.offsets():
+            if win.disjoint:
+                xp.multiply(gy, idx == o, out=gx[:, :, rows, cols])
+            else:
+                gx[:, :, rows, cols] += gy * (idx == o)
         return win.crop(gx)
 
 
