@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember import parallel
 from ember.backend import xp_of
 from ember.ops.im2col import (
     Geometry, batch_chunk, col2im, from_nhwc, im2col, im2row, row2im, to_nhwc,
@@ -111,7 +110,7 @@ def _pixel_major(gy, n0: int, n1: int, buf, height: int | None = None):
     buf, gyt = _scratch(buf, (nb * height * OW, OC), gy.dtype, xp)
     g4 = gyt.reshape(nb, height, OW, OC)
     g4[:, OH:] = 0
-    parallel.assign(g4[:, :OH], gy[n0:n1].transpose(0, 2, 3, 1))
+    g4[:, :OH] = gy[n0:n1].transpose(0, 2, 3, 1)
     return buf, gyt
 
 
@@ -161,7 +160,7 @@ def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
                     yt[:M] += tmp
             if b is not None:
                 yt[:M] += b.reshape(G, OCg)
-            parallel.assign(out[n0:n1], yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH].transpose(0, 3, 1, 2))
+            out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH].transpose(0, 3, 1, 2)
         elif rows:
             low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
             ybuf, yt = _scratch(ybuf, (nb * L, G, OCg), xpad.dtype, xp)
@@ -169,7 +168,7 @@ def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
             if b is not None:
                 yt += b.reshape(G, OCg)
             # Back to NCHW while the chunk is in cache: this copy is K/OCg times smaller than the rows.
-            parallel.assign(out[n0:n1].reshape(nb, OC, L), yt.reshape(nb, L, OC).transpose(0, 2, 1))
+            out[n0:n1].reshape(nb, OC, L)[...] = yt.reshape(nb, L, OC).transpose(0, 2, 1)
         else:
             low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
             xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))

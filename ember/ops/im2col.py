@@ -30,7 +30,6 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
-from ember import parallel
 from ember.ops import cuda_kernels
 from ember.tensor import Tensor
 
@@ -118,7 +117,7 @@ def im2col(xpad, g: Geometry, out=None):
         out = xp.empty(shape6, dtype=xpad.dtype)
     else:
         out = out.reshape(-1)[: N * C * g.KH * g.KW * g.OH * g.OW].reshape(shape6)
-    parallel.assign(out, windows(xpad, g))  # one strided copy; the innermost axis (OW) is read with stride sw
+    out[...] = windows(xpad, g)  # one strided copy; the innermost axis (OW) is read with stride sw
     return out.reshape(N, C * g.KH * g.KW, g.OH * g.OW)
 
 
@@ -138,7 +137,7 @@ def col2im(col, g: Geometry, out):
         h0 = kh * g.dh
         for kw in range(g.KW):
             w0 = kw * g.dw
-            parallel.add_into(out[:, :, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw], col6[:, :, kh, kw])
+            out[:, :, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw] += col6[:, :, kh, kw]
     return out
 
 
@@ -156,7 +155,7 @@ def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
     out[:, t + H:] = 0
     out[:, t:t + H, :l] = 0
     out[:, t:t + H, l + W:] = 0
-    parallel.assign(out[:, t:t + H, l:l + W], x.transpose(0, 2, 3, 1))
+    out[:, t:t + H, l:l + W] = x.transpose(0, 2, 3, 1)
     return out
 
 
@@ -165,10 +164,7 @@ def from_nhwc(xpad, pads: tuple = (0, 0, 0, 0)):
     xp = xp_of(xpad)
     t, b, l, r = pads
     Hp, Wp = xpad.shape[1:3]
-    view = xpad[:, t:Hp - b, l:Wp - r].transpose(0, 3, 1, 2)
-    out = xp.empty(view.shape, dtype=xpad.dtype)
-    parallel.assign(out, view)
-    return out
+    return xp.ascontiguousarray(xpad[:, t:Hp - b, l:Wp - r].transpose(0, 3, 1, 2))
 
 
 def windows_nhwc(xpad, g: Geometry, groups: int = 1):
@@ -197,7 +193,7 @@ def im2row(xpad, g: Geometry, groups: int = 1, out=None):
     shape7 = (N, g.OH, g.OW, groups, g.KH, g.KW, C // groups)
     size = N * g.OH * g.OW * g.KH * g.KW * C
     out = xp.empty(shape7, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape7)
-    parallel.assign(out, windows_nhwc(xpad, g, groups))
+    out[...] = windows_nhwc(xpad, g, groups)
     return out.reshape(N * g.OH * g.OW, groups, -1)
 
 
@@ -219,7 +215,7 @@ def row2im(rows, g: Geometry, out):
             w0 = kw * g.dw
             # Splitting the channel axis of the slice into (G, C/G) is still a view.
             target = out[:, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw].reshape(N, g.OH, g.OW, G, C // G)
-            parallel.add_into(target, rows7[:, :, :, :, kh, kw])
+            target += rows7[:, :, :, :, kh, kw]
     return out
 
 
