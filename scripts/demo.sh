@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # The first thing to run: set up ember, get Fashion-MNIST, train LeNet-5 with a progress bar.
 #   bash scripts/demo.sh            (or: make demo)
-# Environment knobs: PYTHON (interpreter for the venv), VENV (default .venv), EPOCHS (default 15),
+# Environment knobs: PYTHON (interpreter for the venv), VENV (default .venv), EPOCHS (default 60; 15 for a quick look),
 # DEMO_OUT (default runs/demo-lenet5), EMBER_DATA (dataset cache folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EPOCHS=${EPOCHS:-15}
+EPOCHS=${EPOCHS:-60}
 OUT=${DEMO_OUT:-runs/demo-lenet5}
 
 if [ ! -x "$VENV/bin/python" ]; then
@@ -38,9 +38,9 @@ for train in (True, False):
 print(f"    Fashion-MNIST: {len(ds)} test images; route taken: {ds.source}")
 PYEOF
 
-echo "==> training LeNet-5 for $EPOCHS epochs (Ctrl+C saves a checkpoint; add --resume to continue)"
+echo "==> training LeNet-5 for $EPOCHS epochs with random crops and flips (Ctrl+C saves a checkpoint; add --resume to continue)"
 "$PY" -m ember train --model lenet5 --data fashion-mnist --epochs "$EPOCHS" --batch-size 64 \
   --optimizer sgd --lr 0.03 --momentum 0.9 --nesterov --weight-decay 5e-4 --schedule cosine --warmup 1 \
-  --val-split 0 --seed 0 --out "$OUT" "$@"
+  --augment --val-split 0 --seed 0 --out "$OUT" "$@"
 echo "==> saved model: $OUT/best.safetensors   evaluate it with:"
 echo "    $PY -m ember eval --checkpoint $OUT/best.safetensors"

@@ -223,10 +223,11 @@ def test_segment_train_and_eval_write_metrics(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--task", "segment", "--model", "unet", "--data", "sky-bird", "--canvas", "16",
                  "--train-scenes", "16", "--test-scenes", "8", "--epochs", "1", "--batch-size", "8", "--lr", "0.01",
-                 "--model-arg", "channels=[4, 8]", "--grid", "2", "--out", str(out)]) == 0
+                 "--model-arg", "channels=[4, 8]", "--grid", "2", "--augment", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "mean IoU" in text and "IoU bird" in text
     m = json.loads((out / "metrics.json").read_text())
+    assert json.loads((out / "config.json").read_text())["augment"] is True
     assert 0 <= m["mean_iou"] <= 1 and len(m["confusion_matrix"]) == 2
     assert (out / "predictions.png").stat().st_size > 0
     assert main(["eval", "--task", "segment", "--checkpoint", str(out / "best.safetensors"),
