@@ -21,16 +21,20 @@ SLOW_BLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 
 def setup_threads(n: int = 2) -> str:
-    """Limit PyTorch and numpy's BLAS to ``n`` threads; returns a one-line description."""
+    """Limit PyTorch and numpy's BLAS to ``n`` threads and let malloc keep freed memory (both
+    frameworks share the process's allocator: ember.memory); returns a one-line description."""
     import torch
 
+    from ember.memory import keep_freed_memory
+
+    keep_freed_memory()
     torch.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return f"torch: {n} threads; threadpoolctl missing, numpy BLAS uses its default thread count"
     threadpool_limits(n)
-    return f"torch and numpy BLAS limited to {n} threads"
+    return f"torch and numpy BLAS limited to {n} threads; malloc keeps freed memory"
 
 
 def blas_report() -> str:

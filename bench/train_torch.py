@@ -24,6 +24,7 @@ sys.path.insert(0, HERE)
 import torch  # noqa: E402
 
 from ember.cli.train import _lr_lambda, add_arguments, build_run  # noqa: E402
+from ember.memory import keep_freed_memory  # noqa: E402
 from torch_models import get_torch_model  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def main() -> int:
     add_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(2)
+    keep_freed_memory()  # as `ember train` does, so both twins run with the same allocator settings
     torch.manual_seed(args.seed)
     args.out = args.out or f"runs/torch-{args.model}"
     trainer, data, test_loader, meta = build_run(args)  # ember's pipeline and initial weights

@@ -23,6 +23,7 @@ import functools
 
 import numpy as np
 
+from ember.backend import add_keep_channels_last
 from ember.errors import DTypeError, GraphError, ShapeError
 
 _grad_enabled = True
@@ -187,7 +188,7 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
                 _bad_gradient(fn, [g is gx for g in gxs].index(True), gx, shape, dtype)
             if isinstance(parent, Function):
                 prev = grads.get(parent)
-                grads[parent] = gx if prev is None else prev + gx
+                grads[parent] = gx if prev is None else add_keep_channels_last(prev, gx)
                 _release(parent, consumers, grads, ready)
             else:  # a leaf tensor (or a subclass such as nn.Parameter)
                 _accumulate(parent, gx, handed)
@@ -245,7 +246,7 @@ def _accumulate(leaf, gx, handed: set) -> None:
         if isinstance(gx, np.generic):
             gx = np.array(gx)
         elif id(gx) in handed or getattr(gx, "base", None) is not None:
-            gx = gx.copy()
+            gx = gx.copy(order="K")  # keeps a channels-last gradient channels-last (a fast copy)
         handed.add(id(gx))
         leaf.grad = Tensor(gx)
     else:

@@ -122,3 +122,33 @@ def scatter_add(target, index, values) -> None:
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+def is_channels_last(x) -> bool:
+    """Whether 4-D array x (N, C, H, W) lies in memory as (N, H, W, C), PyTorch's channels_last format.
+
+    Rows-lowered convolutions return their output this way (ember.ops.conv_lowering), and
+    elementwise ops, batch norm and ReLU keep it, so a network's activations stay channels-last.
+    """
+    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def add_keep_channels_last(a, b):
+    """a + b for same-shaped arrays; when exactly one is channels-last the sum is too.
+
+    NumPy returns NCHW for mixed memory orders. A residual network adds a convolution's
+    channels-last output to an NCHW shortcut (and sums such gradients in backward);
+    keeping channels-last there keeps every layer after it on its fast path.
+    """
+    if a.ndim == 4 and a.shape == b.shape and is_channels_last(a) != is_channels_last(b):
+        xp = xp_of(a)
+        return xp.add(a, b, out=xp.empty_like(a if is_channels_last(a) else b))
+    return a + b
+
+
+def zeros_in_layout(xp, shape: tuple, dtype, channels_last: bool):
+    """Zeros of ``shape`` (N, C, H, W when ``channels_last``) laid out channels-last or C-contiguous."""
+    if channels_last:
+        N, C, H, W = shape
+        return xp.zeros((N, H, W, C), dtype=dtype).transpose(0, 3, 1, 2)
+    return xp.zeros(shape, dtype=dtype)

@@ -228,3 +228,45 @@ def test_clear_errors():
         nn.Conv2d(3, 4, 3, padding_mode="mirror")
     with pytest.raises(ValueError, match="LocallyConnected2d: expected input"):
         nn.LocallyConnected2d(3, 4, 3, (8, 8))(ember.zeros((1, 3, 9, 8)))
+
+
+def test_channels_last_memory_flows_through_conv_bn_relu(rng):
+    """Rows-lowered convolutions return channels-last memory (NCHW shape); batch norm, ReLU and the next
+    convolution keep it, and values and gradients match PyTorch whatever layout each array has."""
+    x = rng.standard_normal((4, 16, 12, 12))
+    w1, w2 = rng.standard_normal((16, 16, 3, 3)) * 0.1, rng.standard_normal((24, 16, 3, 3)) * 0.1
+    gamma, beta = rng.standard_normal(16), rng.standard_normal(16)
+
+    def net(F_, x, w1, w2, gamma, beta):
+        h = F_.conv2d(x, w1, padding=1)
+        h = F_.relu(F_.batch_norm(h, None, None, gamma, beta, training=True))
+        return F_.conv2d(h, w2, stride=2, padding=1)
+
+    for upstream_channels_last in (False, True):
+        es = [ember.Tensor(a.astype(np.float32), requires_grad=True) for a in (x, w1, w2, gamma, beta)]
+        ts = [torch.tensor(a.astype(np.float32), requires_grad=True) for a in (x, w1, w2, gamma, beta)]
+        h = F.conv2d(es[0], es[1], padding=1)
+        assert im2col.is_channels_last(h.data) and h.data.shape == (4, 16, 12, 12)
+        assert im2col.is_channels_last(F.batch_norm(h, None, None, es[3], es[4], training=True).data)
+        ye, yt = net(F, *es), net(TF, *ts)
+        assert _rel(ye.data, yt.detach().numpy()) <= 1e-4
+        g = rng.standard_normal(yt.shape).astype(np.float32)
+        if upstream_channels_last:
+            g = np.ascontiguousarray(g.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+        ye.backward(ember.Tensor(g))
+        yt.backward(torch.tensor(np.ascontiguousarray(g)))
+        for e, t, what in zip(es, ts, ("x", "w1", "w2", "gamma", "beta")):
+            assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3, (what, upstream_channels_last)
+
+
+def test_to_nhwc_cache_tiles_match_one_copy(rng):
+    """to_nhwc copies 16 channels at a time when H*W*4 bytes >= 4 KiB (cache aliasing); same values."""
+    for shape in ((2, 40, 32, 32), (2, 40, 8, 8), (3, 5, 32, 33)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        for pads in ((0, 0, 0, 0), (1, 2, 0, 3)):
+            t, b, l, r = pads
+            ref = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (t, b), (l, r), (0, 0)))
+            np.testing.assert_array_equal(im2col.to_nhwc(x, pads), ref)
+            np.testing.assert_array_equal(im2col.to_nhwc(im2col.channels_last(x), pads), ref)
+        assert im2col.is_channels_last(im2col.channels_last(x))
+        np.testing.assert_array_equal(im2col.channels_last(x), x)

@@ -25,15 +25,22 @@ def _randomize(em, tm, rng):
             getattr(tm, name).data.copy_(torch.from_numpy(v))
 
 
-def _step(em, tm, x, rng, fwd=1e-4, grad=1e-3):
-    """One forward/backward of both modules; compares output, input gradient and parameter gradients."""
-    xe = ember.Tensor(x.copy(), requires_grad=True)
+def _channels_last(a):
+    """The same values with the channel axis (1) moved last in memory (what convolutions return)."""
+    perm = (0,) + tuple(range(2, a.ndim)) + (1,)
+    return np.ascontiguousarray(a.transpose(perm)).transpose(np.argsort(perm))
+
+
+def _step(em, tm, x, rng, fwd=1e-4, grad=1e-3, layout=(False, False)):
+    """One forward/backward of both modules; compares output, input gradient and parameter gradients.
+    ``layout`` says whether ember's input and upstream gradient lie channels-last in memory."""
+    xe = ember.Tensor(_channels_last(x) if layout[0] else x.copy(), requires_grad=True)
     xt = torch.from_numpy(x.copy()).requires_grad_()
     ye, yt = em(xe), tm(xt)
     assert ye.shape == tuple(yt.shape) and ye.dtype == np.float32
     assert _rel(ye.data, yt.detach().numpy()) <= fwd
     g = rng.standard_normal(ye.shape).astype(np.float32)
-    ye.backward(ember.Tensor(g))
+    ye.backward(ember.Tensor(_channels_last(g) if layout[1] else g))
     yt.backward(torch.from_numpy(g))
     assert _rel(xe.grad.data, xt.grad.numpy()) <= grad
     for name in ("weight", "bias"):
@@ -59,6 +66,26 @@ def test_batchnorm2d_train_eval_vs_torch(shape, rng):
     tm.eval()
     _step(em, tm, (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32), rng)
     assert int(em.num_batches_tracked.data) == 3  # eval does not count batches
+
+
+@pytest.mark.parametrize("layout", [(True, True), (True, False), (False, True)], ids=["cl_cl", "cl_nchw", "nchw_cl"])
+@pytest.mark.parametrize("make,shape", [(nn.BatchNorm2d, (64, 16, 16, 16)), (nn.BatchNorm2d, (3, 5, 7, 9)),
+                                        (nn.BatchNorm1d, (6, 24, 10))], ids=["2d_16ch", "2d_odd", "1d"])
+def test_batchnorm_channels_last_memory_vs_torch(make, shape, layout, rng):
+    """Channels-last inputs run on tiled channel rows (norm._ChannelRows): same values, gradients and
+    running statistics as PyTorch, in training and in eval, whatever the upstream gradient's layout."""
+    c = shape[1]
+    em, tm = make(c), getattr(torch.nn, make.__name__)(c)
+    _randomize(em, tm, rng)
+    for _ in range(2):
+        _step(em, tm, (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32), rng, layout=layout)
+    assert _rel(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
+    assert _rel(em.running_var.data, tm.running_var.numpy()) <= 1e-4
+    em.eval()
+    tm.eval()
+    _step(em, tm, (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32), rng, layout=layout)
+    y = em(ember.Tensor(_channels_last(rng.standard_normal(shape).astype(np.float32))))
+    assert _channels_last(y.data).strides == y.data.strides  # the output stays channels-last
 
 
 @pytest.mark.parametrize("kw", [dict(momentum=None), dict(affine=False), dict(track_running_stats=False),

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from ember.memory import keep_freed_memory
+
 __all__ = ["main", "build_parser"]
 
 # name -> (module, one-line help)
@@ -69,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args._argv = argv  # so --config can tell which settings were given as flags
+    keep_freed_memory()  # training steps reuse their large temporaries without page faults (ember.memory)
     module = _load(args._module)
     if module is None:
         print(f"ember {args.command}: this subcommand is not available ({args._module} is not installed "

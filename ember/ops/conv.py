@@ -18,7 +18,7 @@ from ember.ops.conv_lowering import (
     _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _pad, _unpad,
     _weight_from_lowered, rows_pay,
 )
-from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (fold/unfold for F)
+from ember.ops.im2col import Geometry, channels_last, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
 from ember.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose2d", "unfold", "fold"]
@@ -29,12 +29,9 @@ class Conv2d(Function):
     """2-D cross-correlation with zero padding, stride, dilation and groups (bias optional)."""
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
-        xp = xp_of(x)
         pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups)
         xpad = _pad(x, pads, rows)
-        N, OC = x.shape[0], w.shape[0]
-        y = xp.empty((N, OC, g.OH, g.OW), dtype=x.dtype)
-        _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, y, b, rows)
+        y = _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
         need = self.needs_input_grad or (False, False, False)
         # Save only what backward reads: the padded input (in its lowering's layout) for gw, w for gx.
         self.xpad = xpad if need[1] else None
@@ -44,8 +41,9 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        xp = xp_of(gy)
-        gy = xp.ascontiguousarray(gy)
+        # Rows read gy channels-last: transpose it once here (a no-op when it already is, as
+        # between two convolutions), so that both passes below share the copy.
+        gy = channels_last(gy) if self.rows else xp_of(gy).ascontiguousarray(gy)
         need, g, G = self.needs_input_grad, self.g, self.groups
         gx = gw = gb = None
         if need[0]:
@@ -57,7 +55,7 @@ class Conv2d(Function):
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
     def _data_grad(self, gy):
-        xp, g, G, w = xp_of(gy), self.g, self.groups, self.w
+        g, G, w = self.g, self.groups, self.w
         OC, Cg, KH, KW = w.shape
         N, C, H, W = self.xshape
         # With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,
@@ -72,7 +70,7 @@ class Conv2d(Function):
             g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
             wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
             wk = _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows)
-            return _gemm_forward(_pad(gy, gpad, rows), wk, g2, xp.empty(self.xshape, dtype=gy.dtype), None, rows)
+            return _gemm_forward(_pad(gy, gpad, rows), wk, g2, None, rows)
         gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.xpad_shape, self.rows)
         return _unpad(gxpad, self.pads, self.rows)
 
@@ -211,12 +209,11 @@ class ConvTranspose2d(Function):
     """
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int, full: tuple, crop: tuple):
-        xp = xp_of(x)
         N, C = x.shape[:2]
         OC = w.shape[1] * groups
         rows = rows_pay(OC // groups)  # w is the conv2d weight from the full output (OC channels) back to x
         wk = _lowered_weight(w, groups, rows)
-        yfull = _gemm_data_grad(xp.ascontiguousarray(x), wk, g, (N,) + (full + (OC,) if rows else (OC,) + full), rows)
+        yfull = _gemm_data_grad(x, wk, g, (N,) + (full + (OC,) if rows else (OC,) + full), rows)
         (ph, pw) = crop
         y = _unpad(yfull, (ph, ph, pw, pw), rows)
         if b is not None:
@@ -228,18 +225,15 @@ class ConvTranspose2d(Function):
         return y
 
     def backward(self, gy):
-        xp = xp_of(gy)
         need, g, G, (ph, pw) = self.needs_input_grad, self.g, self.groups, self.crop
         (Hf, Wf), (OH, OW) = self.full, gy.shape[2:]
         rows = rows_pay(gy.shape[1] // G)
         gfull = _pad(gy, (ph, Hf - OH - ph, pw, Wf - OW - pw), rows)  # the cropped border had no gradient
         gx = gw = gb = None
         if need[0]:
-            C = self.wshape[0]
-            gx = xp.empty((gy.shape[0], C, g.OH, g.OW), dtype=gy.dtype)
-            _gemm_forward(gfull, _lowered_weight(self.w, G, rows), g, gx, None, rows)
+            gx = _gemm_forward(gfull, _lowered_weight(self.w, G, rows), g, None, rows)
         if need[1]:
-            gwk = _gemm_weight_grad(gfull, xp.ascontiguousarray(self.x), g, G, rows)
+            gwk = _gemm_weight_grad(gfull, self.x, g, G, rows)
             gw = _weight_from_lowered(gwk, self.wshape, rows)
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)

@@ -8,13 +8,19 @@ lowering is not kept for backward: backward lowers the saved padded input again.
 
 Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
 
-    forward     xpad = to_nhwc(x)                   (N, Hp, Wp, C)  transpose + pad, one copy
+    forward     xpad = to_nhwc(x)                   (N, Hp, Wp, C)  pad (+ transpose if x is NCHW), one copy
                 rows = im2row(xpad)                 (N*L, G, K)     runs of KW*C/G floats
-                yt   = rows @ w (per group)         (N*L, OC/G)     tall GEMM, then one transpose
-                                                                    copy to NCHW (K/OC/G x smaller)
-    grad of w   gw  += rows^T @ gy (pixel-major)    (K, N*L) @ (N*L, OC/G)
+                y    = rows @ w (per group)         (N*L, OC/G)     tall GEMM written straight into the output
+    grad of w   gw  += rows^T @ gy                  (K, N*L) @ (N*L, OC/G), gy read channels-last
     grad of x   stride 1 and C >= OC: gx = conv2d(pad(gy), flipped w with in/out swapped)
                 else: rows = gy @ w^T; gx = row2im(rows)     KH*KW slice-adds
+
+    The output is returned in channels-last memory: an (N, OC, OH, OW)-shaped view of the
+    (N, OH, OW, OC) array the GEMM wrote (PyTorch calls this the channels_last memory format).
+    Batch norm, ReLU and residual sums keep that order, so the next convolution's to_nhwc is
+    a plain copy and its backward reads gy without a transpose; an NCHW x or gy is transposed
+    once (in 16-channel tiles where cache aliasing would slow it down, ``to_nhwc``). Measured
+    on W4 (bench/bench_conv.py): 81 -> 64 ms with the page-fault fix of ember.memory.
 
     With stride 1 in height and < 32 output channels per group (``_slabs_pay``) the
     rows are lowered along the width only (3x less copying for 3x3): kernel row kh
@@ -36,7 +42,7 @@ import numpy as np
 
 from ember.backend import xp_of
 from ember.ops.im2col import (
-    Geometry, batch_chunk, col2im, from_nhwc, im2col, im2row, row2im, to_nhwc,
+    Geometry, batch_chunk, channels_last, col2im, from_nhwc, im2col, im2row, is_channels_last, row2im, to_nhwc,
 )
 
 
@@ -103,14 +109,15 @@ def _weight_from_lowered(gwk, shape, rows: bool):
     return xp.ascontiguousarray(gwk.swapaxes(-1, -2)).reshape(shape)
 
 
-def _pixel_major(gy, n0: int, n1: int, buf, height: int | None = None):
-    """gy[n0:n1] (nb, OC, OH, OW) copied to (nb*height*OW, OC) in a reused buffer, rows past OH zeroed."""
-    xp = xp_of(gy)
-    (nb, OC, OH, OW), height = (n1 - n0,) + gy.shape[1:], height or gy.shape[2]
-    buf, gyt = _scratch(buf, (nb * height * OW, OC), gy.dtype, xp)
+def _pixel_major(gyl, n0: int, n1: int, buf, height: int):
+    """Channels-last gyl[n0:n1] (nb, OH, OW, OC) copied onto a taller (nb*height*OW, OC) grid in a
+    reused buffer, rows past OH zeroed (the grid of ``_width_rows``' slabs)."""
+    xp = xp_of(gyl)
+    (nb, OH, OW, OC) = (n1 - n0,) + gyl.shape[1:]
+    buf, gyt = _scratch(buf, (nb * height * OW, OC), gyl.dtype, xp)
     g4 = gyt.reshape(nb, height, OW, OC)
     g4[:, OH:] = 0
-    g4[:, :OH] = gy[n0:n1].transpose(0, 2, 3, 1)
+    g4[:, :OH] = gyl[n0:n1]
     return buf, gyt
 
 
@@ -135,16 +142,19 @@ def _width_rows(xpad, g: Geometry, G: int, buf):
     return wide, wide.shape[0] - g.dh * (g.KH - 1) * g.OW
 
 
-def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
-    """out (N, OC, OH, OW) = conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,).
+def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
+    """The conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,): (N, OC, OH, OW).
 
     xpad is channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
+    Rows give the result in channels-last memory (an NCHW-shaped view of an (N, OH, OW, OC)
+    array, the GEMM's own layout), columns in NCHW memory.
     """
     xp = xp_of(xpad)
     G, K, OCg = wk.shape
     N, L, OC = xpad.shape[0], g.OH * g.OW, G * OCg
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
     Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    out = xp.empty((N, g.OH, g.OW, OC) if rows else (N, OC, g.OH, g.OW), dtype=xpad.dtype)
     buf = ybuf = tbuf = None
     for n0, n1 in _chunks(N, Hp * g.OW * G * KWC if slabs else G * K * L, xp):
         nb = n1 - n0
@@ -158,53 +168,51 @@ def _gemm_forward(xpad, wk, g: Geometry, out, b=None, rows: bool = True):
                 xp.matmul(low[s0:s0 + M].transpose(1, 0, 2), wk[:, kh * KWC:(kh + 1) * KWC], out=dst.transpose(1, 0, 2))
                 if kh:
                     yt[:M] += tmp
-            if b is not None:
-                yt[:M] += b.reshape(G, OCg)
-            out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH].transpose(0, 3, 1, 2)
+            out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH]  # drop the rows that straddle two images
         elif rows:
             low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
-            ybuf, yt = _scratch(ybuf, (nb * L, G, OCg), xpad.dtype, xp)
+            yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
             xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
-            if b is not None:
-                yt += b.reshape(G, OCg)
-            # Back to NCHW while the chunk is in cache: this copy is K/OCg times smaller than the rows.
-            out[n0:n1].reshape(nb, OC, L)[...] = yt.reshape(nb, L, OC).transpose(0, 2, 1)
         else:
             low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
             xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
-            if b is not None:
-                out[n0:n1] += b.reshape(1, -1, 1, 1)
+        if b is not None:  # while the chunk is in cache
+            out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
         buf = low if buf is None else buf
-    return out
+    return out.transpose(0, 3, 1, 2) if rows else out
 
 
 def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
-    """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group."""
+    """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group.
+
+    gy (N, OC, OH, OW) may lie in either memory order; rows read it channels-last
+    (``channels_last``: free when it already is), columns channels-first.
+    """
     xp = xp_of(xpad)
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
     K = xpad.shape[3 if rows else 1] // G * g.KH * g.KW
     gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
     Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
     buf = gbuf = None
     for n0, n1 in _chunks(N, Hp * g.OW * G * KWC if slabs else G * K * L, xp):
         nb = n1 - n0
         if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
             low, M = _width_rows(xpad[n0:n1], g, G, buf)
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf, height=Hp)
+            gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
             gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
             for kh in range(g.KH):
                 s0 = kh * g.dh * g.OW
                 gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
         elif rows:
             low = im2row(xpad[n0:n1], g, G, out=buf)
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
             # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
-            gwk += low.transpose(1, 2, 0) @ gyt.reshape(-1, G, OCg).transpose(1, 0, 2)
+            gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
         else:
             low = im2col(xpad[n0:n1], g, out=buf)
             # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
-            gwk += (low.reshape(nb, G, K, L) @ gy[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
+            gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
         buf = low if buf is None else buf
     return gwk
 
@@ -213,28 +221,35 @@ def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
     """gxpad (padded_shape, channels-last when ``rows``) = the adjoint of ``_gemm_forward``.
 
     One GEMM lifts gy to lowered form (rows or columns), then row2im/col2im adds it back.
+    gy may lie in either memory order (as in ``_gemm_weight_grad``).
     """
     xp = xp_of(gy)
     G, K, OCg = wk.shape
     N, L = gy.shape[0], g.OH * g.OW
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
     gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
-    buf = gbuf = None
+    gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
+    buf = None
     for n0, n1 in _chunks(N, G * K * L, xp):
         nb = n1 - n0
         if rows:
-            gbuf, gyt = _pixel_major(gy, n0, n1, gbuf)
             buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
-            xp.matmul(gyt.reshape(-1, G, OCg).transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
+            gyt = gyl[n0:n1].reshape(-1, G, OCg)
+            xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
             row2im(low, g, gxpad[n0:n1])
         else:
             buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
-            xp.matmul(wk, gy[n0:n1].reshape(nb, G, OCg, L), out=low)
+            xp.matmul(wk, gyl[n0:n1].reshape(nb, G, OCg, L), out=low)
             col2im(low.reshape(nb, G * K, L), g, gxpad[n0:n1])
     return gxpad
 
 
 def _bias_grad(gy):
-    """Sum gy (N, OC, OH, OW) over all but the channel axis: reduce the contiguous pixel axis first."""
+    """Sum gy (N, OC, OH, OW) over all but the channel axis, reading memory in order."""
     N, OC = gy.shape[:2]
-    return gy.reshape(N, OC, -1).sum(axis=2).sum(axis=0)
+    xp = xp_of(gy)
+    if is_channels_last(gy):  # (N*OH*OW, OC) rows: their sum is a GEMV (4x faster than sum(axis=0))
+        rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)
+        return xp.ones(rows.shape[0], dtype=gy.dtype) @ rows
+    # NCHW: reduce the contiguous pixel axis first
+    return xp.ascontiguousarray(gy).reshape(N, OC, -1).sum(axis=2).sum(axis=0)

@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, xp_of
+from ember.backend import add_keep_channels_last, check_same_device, xp_of
 from ember.backend import to_device as _to_device
 from ember.errors import ShapeError
 from ember.ops import cuda_kernels
@@ -75,7 +75,7 @@ def _binary(cls, name: str, a, b):
 # ---- arithmetic ----------------------------------------------------------------------------------
 class Add(Function):
     def forward(self, a, b):
-        return a + b
+        return add_keep_channels_last(a, b)  # a residual sum stays channels-last (see backend)
 
     def backward(self, gy):
         return gy, gy
@@ -337,7 +337,9 @@ class Relu(Function):
         return xp_of(x).maximum(x, 0)  # not x * mask: -inf * 0 would give nan
 
     def backward(self, gy):
-        return gy * self.mask
+        # The gradient takes x's memory order (the mask's), so a channels-last network's
+        # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
+        return xp_of(gy).multiply(gy, self.mask, out=xp_of(gy).empty_like(self.mask, dtype=gy.dtype))
 
 
 def relu(x: Tensor) -> Tensor:

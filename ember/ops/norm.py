@@ -23,6 +23,8 @@ training step costs two reductions and a handful of elementwise passes. Sums use
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ember.autograd import Function
@@ -49,19 +51,66 @@ def _sum(xp, axes: tuple, *arrays):
     return r.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
 
 
+class _ChannelRows:
+    """Batch norm's (N, C, L) view when x lies channels-last in memory ((N, L, C), as convolutions return it).
+
+    The op then runs on the same memory seen as a contiguous (N*L/k, k*C) array: each row
+    holds k pixels' worth of channels, ~256 floats. Per-channel vectors are tiled k times to
+    broadcast along a row, and sums over rows are folded over the k copies. Long rows keep
+    NumPy's inner loops long: broadcasting (1, C) over (N*L, C) runs loops only C long
+    (2.4x slower at C=16 than NCHW; tiled rows are 1.4x faster than NCHW).
+    """
+
+    def __init__(self, shape: tuple):
+        N, self.C, L = shape
+        self.k = math.gcd(N * L, max(1, 256 // self.C))
+
+    @staticmethod
+    def of(x, axes: tuple):
+        """The row view for (N, C, L) x with statistics over (0, 2) in channels-last memory, else None."""
+        if axes != (0, 2) or x.ndim != 3 or x.shape[1] == 1 or not x.transpose(0, 2, 1).flags.c_contiguous:
+            return None
+        return _ChannelRows(x.shape)
+
+    def rows(self, a):
+        """(N, C, L) -> (N*L/k, k*C): a view when a is channels-last, else one transposing copy."""
+        return a.transpose(0, 2, 1).reshape(-1, self.k * self.C)
+
+    def back(self, a2, shape: tuple):
+        """Inverse of ``rows``: an (N, C, L)-shaped view of channels-last memory."""
+        N, _, L = shape
+        return a2.reshape(N, L, self.C).transpose(0, 2, 1)
+
+    def tile(self, v):
+        """A per-channel vector (any shape with C elements) -> (1, k*C)."""
+        return xp_of(v).tile(v.reshape(1, self.C), (1, self.k))
+
+    def fold(self, s):
+        """Row sums (1, k*C) -> per-channel totals (1, C, 1)."""
+        return s.reshape(self.k, self.C).sum(axis=0).reshape(1, self.C, 1)
+
+
 class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
     def forward(self, x, *params, view: tuple, axes: tuple, eps: float, has_w: bool, has_b: bool, stats=None,
                 sink=None):
         xp = xp_of(x)
-        # Reshaping inside the op (not with recorded reshapes) keeps gx a fresh array, which
-        # the engine can hand to a leaf without a defensive copy.
+        # Reshaping inside the op (not with recorded reshapes) keeps one graph node per
+        # normalization; views keep x's memory order (channels-last from a convolution).
         self.shape = x.shape
         x = x.reshape(view)
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
         self.count = int(np.prod([x.shape[a] for a in axes]))
+        self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
+        self.has_w, self.has_b, self.view = has_w, has_b, view
+        self.cr = _ChannelRows.of(x, axes) if xp is np else None
+        if self.cr is not None:  # channels-last batch norm: the same math on long rows
+            cr = self.cr
+            x, axes = cr.rows(x), (0,)
+            w, b = (cr.tile(p) if p is not None else None for p in (w, b))
+            stats = None if stats is None else tuple(cr.tile(xp.asarray(s, dtype=x.dtype)) for s in stats)
         if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
             if stats is None:
                 mean, var = cuda_kernels.mean_var(x, axes, self.count)
@@ -71,12 +120,15 @@ class Normalize(Function):
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
         else:
+            m = x.dtype.type(self.count)
             if stats is None:
-                mean = _sum(xp, axes, x) / x.dtype.type(self.count)
-                xhat = x - mean
-                var = _sum(xp, axes, xhat, xhat) / x.dtype.type(self.count)
+                mean = self._total(_sum(xp, axes, x)) / m
+                xhat = x - (self.cr.tile(mean) if self.cr else mean)
+                var = self._total(_sum(xp, axes, xhat, xhat)) / m
                 if sink is not None:
                     sink["mean"], sink["var"] = mean, var
+                if self.cr:
+                    var = self.cr.tile(var)
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
                 xhat = x - mean
@@ -87,24 +139,22 @@ class Normalize(Function):
                 y += b
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
-        self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
-        self.has_w, self.has_b = has_w, has_b
-        return y.reshape(self.shape)
+        return self._out(y)
 
     def backward(self, gy):
         xp = xp_of(gy)
-        xhat, w, axes, m = self.xhat, self.w, self.axes, gy.dtype.type(self.count)
-        gy = gy.reshape(xhat.shape)
+        xhat, w, axes, m, cr = self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
+        gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape(xhat.shape)
         # w constant along the statistic's axes: fold it into the per-statistic factor.
-        fold = w is None or all(w.shape[a] == 1 for a in axes)
-        gh = gy if fold else gy * w
-        scale = self.invstd * w if (fold and w is not None) else self.invstd
-        s1 = _sum(xp, axes, gh)
-        s2 = _sum(xp, axes, gh, xhat)
+        const_w = w is None or all(w.shape[a] == 1 for a in axes)
+        gh = gy if const_w else gy * w
+        scale = self.invstd * w if (const_w and w is not None) else self.invstd
+        t1 = self._total(_sum(xp, axes, gh))  # per statistic (per channel when channels-last)
+        t2 = self._total(_sum(xp, axes, gh, xhat))
+        s1, s2 = (cr.tile(t1), cr.tile(t2)) if cr else (t1, t2)
         grads = []
         if self.needs_input_grad[0]:
-            out = xp.empty(self.shape, dtype=gy.dtype)
-            gx = out.reshape(xhat.shape)  # a view of `out`: writing it fills `out`
+            gx = xp.empty_like(xhat)  # in x's memory order (channels-last stays channels-last)
             if self.batch_stats and xp is not np and cuda_kernels.fits(gh, xhat):  # GPU: one fused launch
                 cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)
             elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
@@ -114,16 +164,24 @@ class Normalize(Function):
                 gx *= scale
             else:  # fixed statistics (eval-mode batch norm): only the affine map remains
                 xp.multiply(gh, scale, out=gx)
-            grads.append(out)
+            grads.append(self._out(gx))
         else:
             grads.append(None)
         if self.has_w:
-            gw = sum_to(s2, self.pshape) if fold else sum_to(_sum(xp, self._others(), gy, xhat), self.pshape)
+            gw = sum_to(t2, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy, xhat), self.pshape)
             grads.append(gw.astype(gy.dtype, copy=False))
         if self.has_b:
-            gb = sum_to(s1, self.pshape) if fold else sum_to(_sum(xp, self._others(), gy), self.pshape)
+            gb = sum_to(t1, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy), self.pshape)
             grads.append(gb.astype(gy.dtype, copy=False))
         return tuple(grads)
+
+    def _total(self, s):
+        """Sums over the statistic's axes; with channel rows, folded to per-channel (1, C, 1)."""
+        return self.cr.fold(s) if self.cr else s
+
+    def _out(self, a):
+        """A working-layout array back to the input's shape."""
+        return (self.cr.back(a, self.view) if self.cr else a).reshape(self.shape)
 
     def _others(self) -> tuple:
         """Axes the parameters broadcast along."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, scatter_add, xp_of
+from ember.backend import check_same_device, is_channels_last, scatter_add, xp_of, zeros_in_layout
 from ember.errors import ShapeError
 from ember.tensor import Tensor
 
@@ -303,12 +303,12 @@ def _has_advanced(index) -> bool:
 
 class GetItem(Function):
     def forward(self, x, index):
-        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        self.shape, self.dtype, self.index, self.cl = x.shape, x.dtype, index, is_channels_last(x)
         return x[index]
 
     def backward(self, gy):
         xp = xp_of(gy)
-        gx = xp.zeros(self.shape, dtype=self.dtype)
+        gx = zeros_in_layout(xp, self.shape, self.dtype, self.cl)  # in x's memory order
         if _has_advanced(self.index):
             scatter_add(gx, self.index, gy)  # repeated indices must accumulate
         else:
