@@ -20,6 +20,7 @@ an intermediate tensor (and its array) is freed as soon as nothing else refers t
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 
@@ -152,9 +153,9 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
     if "freed" in fn0.__dict__:
         raise _freed_error(fn0)
     _, consumers = _toposort(fn0)
-    grads = {fn0: gradient.copy()}
+    grads = {fn0: gradient}  # backward functions never write into gy, so the seed is not copied ...
     ready = [fn0]
-    handed: set[int] = set()  # ids of arrays already stored as a leaf's .grad
+    handed: set[int] = {id(gradient)}  # ids of arrays already stored as a leaf's .grad (... nor handed out)
     while ready:
         fn = ready.pop()
         gy = grads.pop(fn)
@@ -236,6 +237,16 @@ def _skip(fn: Function, consumers: dict, grads: dict, ready: list) -> None:
                         stack.append(parent)
 
 
+def _owns_memory(a) -> bool:
+    """Whether nothing but ``a`` can reach its memory: it owns it, or it is a view of an array
+    that only this view refers to (a convolution's channels-last gradient: a transposed view
+    of an array the op made and dropped). CPython's reference count tells."""
+    if getattr(a, "base", None) is None:
+        return True
+    # References to the base: a's own, plus getrefcount's argument; any more means someone else holds it.
+    return hasattr(sys, "getrefcount") and sys.getrefcount(a.base) <= 2
+
+
 def _accumulate(leaf, gx, handed: set) -> None:
     """Add ``gx`` into ``leaf.grad`` without ever aliasing another tensor's gradient."""
     if leaf.grad is None:
@@ -245,7 +256,7 @@ def _accumulate(leaf, gx, handed: set) -> None:
         # that in-place setters such as grad.zero_() work on them.
         if isinstance(gx, np.generic):
             gx = np.array(gx)
-        elif id(gx) in handed or getattr(gx, "base", None) is not None:
+        elif id(gx) in handed or not _owns_memory(gx):
             gx = gx.copy(order="K")  # keeps a channels-last gradient channels-last (a fast copy)
         handed.add(id(gx))
         leaf.grad = Tensor(gx)

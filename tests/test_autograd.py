@@ -245,6 +245,37 @@ def test_leaf_grads_never_alias():
     assert e.grad.data[0] == 1 and d.grad.data.flags.writeable
 
 
+def test_seed_gradient_is_never_aliased_by_leaf_grads():
+    """The engine does not copy the seed, so a leaf that would receive it (Add hands gy through) or a view
+    of it (reshape, transpose) must get a copy: changing .grad in place leaves the caller's seed alone."""
+    for make in (lambda a, b: a + b, lambda a, b: a.reshape(2, 2) + b.reshape(2, 2), lambda a, b: (a + b).reshape(4)):
+        a, b = leaf(1.0, 2.0, 3.0, 4.0), leaf(0.0, 0.0, 0.0, 0.0)
+        y = make(a, b)
+        seed = ember.tensor(np.arange(y.numel(), dtype=np.float64).reshape(y.shape))
+        y.backward(seed)
+        a.grad.data[...] = -1
+        b.grad.data[...] = -2
+        np.testing.assert_array_equal(seed.numpy().reshape(-1), [0.0, 1.0, 2.0, 3.0])
+    x = leaf(1.0, 2.0, 3.0, 4.0)
+    seed = ember.tensor(np.ones((2, 2)))
+    x.reshape(2, 2).transpose(0, 1).backward(seed)
+    x.grad.data[...] = 9
+    np.testing.assert_array_equal(seed.numpy(), np.ones((2, 2)))
+
+
+def test_sole_views_become_grads_without_a_copy(rng):
+    """A convolution's input gradient is a channels-last view of an array only it refers to: the engine
+    stores it as .grad as is (no copy), while views of shared arrays are still copied (test above)."""
+    from ember.autograd import _owns_memory
+
+    x = ember.Tensor(rng.standard_normal((2, 8, 6, 6)).astype(np.float32), requires_grad=True)
+    w = ember.Tensor(rng.standard_normal((8, 8, 3, 3)).astype(np.float32))
+    ember.nn.functional.conv2d(x, w, padding=1).sum().backward()
+    assert x.grad.data.base is not None and x.grad.data.transpose(0, 2, 3, 1).flags.c_contiguous
+    shared = np.zeros((3, 4))
+    assert _owns_memory(shared) and not _owns_memory(shared.T) and _owns_memory(np.zeros((4, 3)).T.copy())
+
+
 def test_backward_on_non_scalar_needs_gradient():
     x = ember.randn(2, 3, requires_grad=True)
     y = x * 2
