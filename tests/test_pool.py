@@ -110,6 +110,27 @@ def test_max_pool_tie_exactly_one_per_window_disjoint():
     np.testing.assert_array_equal(x.grad.data[0, 0], expected)
 
 
+@pytest.mark.parametrize("kw", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)])
+def test_max_pool_nan_window_still_passes_its_gradient_to_one_element(kw):
+    """A window holding a NaN has a NaN maximum that equals nothing: its gradient goes to the NaN (as in
+    PyTorch; never lost, never doubled), and return_indices agrees with where the gradient went."""
+    data = np.arange(2 * 6 * 6, dtype=np.float32).reshape(1, 2, 6, 6)
+    data[0, 0, 1, 1] = np.nan
+    x = ember.Tensor(data, requires_grad=True)
+    y = F.max_pool2d(x, **kw)
+    g = np.arange(1, y.numel() + 1, dtype=np.float32).reshape(y.shape)
+    y.backward(ember.Tensor(g))
+    assert np.isnan(y.data[0, 0]).any()
+    assert np.isclose(x.grad.data.sum(), g.sum())
+    _, idx = F.max_pool2d(x.detach(), return_indices=True, **kw)
+    credited = np.zeros(data.shape[2:], dtype=np.float32)
+    np.add.at(credited.reshape(-1), idx.data[0, 0].ravel(), g[0, 0].ravel())
+    np.testing.assert_array_equal(x.grad.data[0, 0], credited)
+    xt = torch.from_numpy(data).requires_grad_()
+    torch.nn.functional.max_pool2d(xt, **kw).backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(x.grad.data, xt.grad.numpy())
+
+
 def test_max_pool_is_stable_to_one_pixel_shift():
     """A feature that moves by one pixel inside a pooling window leaves the pooled map unchanged."""
     img = np.zeros((1, 1, 8, 8), dtype=np.float32)
