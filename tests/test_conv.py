@@ -73,6 +73,33 @@ def test_both_lowerings_match_torch(rows, rng, monkeypatch):
         assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch warns about its own extra copy
+@pytest.mark.parametrize("wide", [True, False], ids=["wide_grid_columns", "plain_columns"])
+def test_columns_on_the_wide_grid_and_plain_match_torch(wide, rng, monkeypatch):
+    """Stride-1 columns run on the wide grid when output rows are short (conv_lowering._wide); force
+    each way on the columns lowering, with padding, dilation, groups, odd sizes and a chunked batch."""
+    from ember.ops import conv, conv_lowering
+
+    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: False)
+    monkeypatch.setattr(conv_lowering, "_wide", lambda g, xp: wide and g.sh == 1 and g.sw == 1)
+    monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (3000,))  # a few images per chunk, with remainder
+    cases = [((5, 3, 11, 9), (4, 3, 3, 3), dict(padding=1)),
+             ((5, 6, 12, 12), (16, 6, 5, 5), dict()),
+             ((3, 8, 13, 10), (8, 2, 3, 2), dict(padding=(2, 1), dilation=2, groups=4)),
+             ((2, 4, 9, 17), (6, 4, 1, 4), dict(padding="same"))]
+    for xs, ws, kw in cases:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws) * 0.1, rng.standard_normal(ws[0])
+        ye, yt, es, ts = _run_both(F.conv2d, TF.conv2d, [x, w, b], **kw)
+        assert _rel(ye.data, yt.detach().numpy()) <= 1e-4, (xs, kw)
+        for e, t, what in zip(es, ts, ("input", "weight", "bias")):
+            assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3, (xs, kw, what)
+    x, w = rng.standard_normal((3, 4, 7, 6)), rng.standard_normal((4, 3, 3, 3)) * 0.1
+    ye, yt, es, ts = _run_both(F.conv_transpose2d, TF.conv_transpose2d, [x, w], padding=1)
+    assert _rel(ye.data, yt.detach().numpy()) <= 1e-4
+    for e, t in zip(es, ts):
+        assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3
+
+
 def test_conv2d_batch_chunks_with_remainder(rng, monkeypatch):
     """The CPU path lowers a few images at a time; a batch that is not a multiple of the chunk must work."""
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (2 * 8 * 9 * 36,))  # 2 images per chunk

@@ -141,6 +141,69 @@ def col2im(col, g: Geometry, out):
     return out
 
 
+# ---- stride-1 columns on the "wide" grid ------------------------------------------------------------
+def wide_length(g: Geometry, Wp: int) -> int:
+    """Columns of the wide grid: output (oh, ow) is column oh*Wp + ow; the ow >= OW ones are unused."""
+    return (g.OH - 1) * Wp + g.OW
+
+
+def im2col_wide(xpad, g: Geometry, out=None):
+    """Stride-1 columns that read each plane of xpad (N, C, Hp, Wp) flat: (C*KH*KW, N*Lw), K-major.
+
+    With stride 1, the window element (kh, kw) of output (oh, ow) sits at flat position
+    q + kh*dh*Wp + kw*dw of the padded plane, q = oh*Wp + ow. Indexing the columns by q
+    instead of oh*OW + ow makes every kernel offset's slice one contiguous run of the plane,
+    Lw = ``wide_length`` floats long, where im2col copies runs only OW long (8 for LeNet's
+    second convolution). The price: Wp/OW times more columns, whose extra ones (ow >= OW,
+    reading across a row's end) are computed and ignored. Reads stay inside the plane:
+    the last one is (OH-1+(KH-1)*dh)*Wp + OW-1 + (KW-1)*dw = Hp*Wp - 1.
+
+    The columns of all N images sit side by side (K-major), so one GEMM per group covers
+    the whole chunk instead of one small GEMM per image.
+    """
+    xp = xp_of(xpad)
+    N, C, Hp, Wp = xpad.shape
+    Lw = wide_length(g, Wp)
+    s0, s1, _, s3 = xpad.strides
+    shape, strides = (C, g.KH, g.KW, N, Lw), (s1, g.dh * Wp * s3, g.dw * s3, s0, s3)
+    view = (np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False) if xp is np
+            else xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides))
+    size = N * C * g.KH * g.KW * Lw
+    out = xp.empty(shape, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape)
+    out[...] = view
+    return out.reshape(C * g.KH * g.KW, N * Lw)
+
+
+def col2im_wide(col, g: Geometry, out):
+    """Adjoint of ``im2col_wide``: add K-major columns (C*KH*KW, N*Lw) into the zeroed planes of
+    ``out`` (N, C, Hp, Wp), one contiguous run per kernel offset. Unused columns must hold zeros."""
+    N, C, Hp, Wp = out.shape
+    Lw = wide_length(g, Wp)
+    flat = out.reshape(N, C, Hp * Wp).transpose(1, 0, 2)  # (C, N, Hp*Wp), a view
+    col5 = col.reshape(C, g.KH, g.KW, N, Lw)
+    for kh in range(g.KH):
+        for kw in range(g.KW):
+            off = kh * g.dh * Wp + kw * g.dw
+            flat[:, :, off:off + Lw] += col5[:, kh, kw]
+    return out
+
+
+def wide_view(a, g: Geometry, Wp: int):
+    """The (..., OH, OW) entries of wide-grid columns a (..., Lw) as a strided view (writeable
+    when a is): entry (oh, ow) is column oh*Wp + ow. NumPy only."""
+    *lead, Lw = a.shape
+    shape, strides = (*lead, g.OH, g.OW), (*a.strides[:-1], Wp * a.strides[-1], a.strides[-1])
+    return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides, writeable=a.flags.writeable)
+
+
+def unused_wide_view(a, g: Geometry, Wp: int):
+    """The columns of a (..., Lw) that hold no output (ow >= OW in every row but the last)."""
+    *lead, Lw = a.shape
+    shape = (*lead, g.OH - 1, Wp - g.OW)
+    strides = (*a.strides[:-1], Wp * a.strides[-1], a.strides[-1])
+    return np.lib.stride_tricks.as_strided(a[..., g.OW:], shape=shape, strides=strides)
+
+
 # ---- channels-last lowering (the convolutions' GEMMs) -------------------------------------------------
 def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
     """x (N, C, H, W) -> a zero-padded channels-last copy (N, H+t+b, W+l+r, C); pads = (t, b, l, r).
