@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 # mallopt parameters, from glibc's <malloc.h>.
@@ -36,9 +37,10 @@ def keep_freed_memory(trim_threshold: int = 1 << 30, top_pad: int = 16 << 20) ->
 
     Returns:
         True if the settings took effect; False where the C library has no ``mallopt``
-        (macOS, Windows, musl), where the call does nothing.
+        (macOS, Windows, musl) or the environment sets ``EMBER_KEEP_FREED_MEMORY=0``, where
+        the call does nothing.
     """
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or os.environ.get("EMBER_KEEP_FREED_MEMORY") == "0":
         return False
     name = ctypes.util.find_library("c")
     try:
