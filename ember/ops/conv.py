@@ -31,12 +31,10 @@ class Conv2d(Function):
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
         pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups)
         xpad = _pad(x, pads, rows)
+        y = _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
         need = self.needs_input_grad or (False, False, False)
-        keep = {} if need[1] else None  # a small lowering is kept for gw (conv_lowering.KEEP_LOWERED)
-        y = _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, b, rows, keep)  # rows: channels-last memory
         # Save only what backward reads: the padded input (in its lowering's layout) for gw, w for gx.
         self.xpad = xpad if need[1] else None
-        self.low = keep.get("low") if keep else None
         self.w = w if need[0] else None
         self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
         self.xpad_shape = xpad.shape
@@ -51,8 +49,7 @@ class Conv2d(Function):
         if need[0]:
             gx = self._data_grad(gy)
         if need[1]:
-            gwk = _gemm_weight_grad(self.xpad, gy, g, G, self.rows, self.low)
-            gw = _weight_from_lowered(gwk, self.wshape, self.rows)
+            gw = _weight_from_lowered(_gemm_weight_grad(self.xpad, gy, g, G, self.rows), self.wshape, self.rows)
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)

@@ -4,8 +4,7 @@ shared by conv2d and conv_transpose2d (ember.ops.conv).
 How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW).
 The batch is lowered a few images at a time into one reused buffer (``im2col.batch_chunk``,
 about L2-sized), so the copy that fills it and the GEMMs that read it share the cache. The
-lowering is kept for backward only when the whole batch fits one chunk (``KEEP_LOWERED``,
-8 MB); otherwise backward lowers the saved padded input again.
+lowering is not kept for backward: backward lowers the saved padded input again.
 
 Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
 
@@ -169,20 +168,12 @@ def _width_rows(xpad, g: Geometry, G: int, buf):
     return wide, wide.shape[0] - g.dh * (g.KH - 1) * g.OW
 
 
-# The lowering of a batch that fits one chunk is kept for the weight gradient up to this many
-# elements (the chunk budget, 8 MB in float32): backward then skips lowering the input again.
-# LeNet-5's step (W2), whose two lowerings each fit: 1.3 ms of ~7.5 saved.
-KEEP_LOWERED = 1 << 21
-
-
-def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True, keep: dict | None = None):
+def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
     """The conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,): (N, OC, OH, OW).
 
     xpad is channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
     Rows give the result in channels-last memory (an NCHW-shaped view of an (N, OH, OW, OC)
-    array, the GEMM's own layout), columns in NCHW memory. With ``keep`` (a dict), a lowering
-    of the whole batch in one chunk of at most ``KEEP_LOWERED`` elements is stored there as
-    "low", for ``_gemm_weight_grad``.
+    array, the GEMM's own layout), columns in NCHW memory.
     """
     xp = xp_of(xpad)
     G, K, OCg = wk.shape
@@ -193,8 +184,7 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True, keep: dict |
     out = xp.empty((N, g.OH, g.OW, OC) if rows else (N, OC, g.OH, g.OW), dtype=xpad.dtype)
     buf = ybuf = tbuf = None
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, xpad.shape[3]) if wide else L)
-    chunks = _chunks(N, per_image, xp)
-    for n0, n1 in chunks:
+    for n0, n1 in _chunks(N, per_image, xp):
         nb = n1 - n0
         if slabs:
             low, M = _width_rows(xpad[n0:n1], g, G, buf)
@@ -222,17 +212,14 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True, keep: dict |
         if b is not None:  # while the chunk is in cache
             out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
         buf = low if buf is None else buf
-    if keep is not None and len(chunks) == 1 and low.size <= KEEP_LOWERED:
-        keep["low"] = low
     return out.transpose(0, 3, 1, 2) if rows else out
 
 
-def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True, low=None):
+def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
     """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group.
 
     gy (N, OC, OH, OW) may lie in either memory order; rows read it channels-last
-    (``channels_last``: free when it already is), columns channels-first. ``low`` is the
-    forward's kept lowering of the whole batch (``_gemm_forward``'s ``keep``), if any.
+    (``channels_last``: free when it already is), columns channels-first.
     """
     xp = xp_of(xpad)
     N, OC = gy.shape[:2]
@@ -244,28 +231,25 @@ def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True, low=None
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
     buf = gbuf = None
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
-    chunks = _chunks(N, per_image, xp)
-    kept = low if len(chunks) == 1 else None
-    for n0, n1 in chunks:
+    for n0, n1 in _chunks(N, per_image, xp):
         nb = n1 - n0
         if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
-            low, M = (kept, kept.shape[0] - g.dh * (g.KH - 1) * g.OW) if kept is not None else \
-                _width_rows(xpad[n0:n1], g, G, buf)
+            low, M = _width_rows(xpad[n0:n1], g, G, buf)
             gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
             gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
             for kh in range(g.KH):
                 s0 = kh * g.dh * g.OW
                 gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
         elif rows:
-            low = kept if kept is not None else im2row(xpad[n0:n1], g, G, out=buf)
+            low = im2row(xpad[n0:n1], g, G, out=buf)
             # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
             gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
         elif wide:  # the unused wide columns meet zeros in gy
-            low = kept if kept is not None else im2col_wide(xpad[n0:n1], g, out=buf)
+            low = im2col_wide(xpad[n0:n1], g, out=buf)
             gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
             gwk += low.reshape(G, K, -1) @ gyw.reshape(G, OCg, -1).swapaxes(-1, -2)
         else:
-            low = kept if kept is not None else im2col(xpad[n0:n1], g, out=buf)
+            low = im2col(xpad[n0:n1], g, out=buf)
             # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
             gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
         buf = low if buf is None else buf
