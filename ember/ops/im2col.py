@@ -153,7 +153,7 @@ def im2col_wide(xpad, g: Geometry, out=None):
     With stride 1, the window element (kh, kw) of output (oh, ow) sits at flat position
     q + kh*dh*Wp + kw*dw of the padded plane, q = oh*Wp + ow. Indexing the columns by q
     instead of oh*OW + ow makes every kernel offset's slice one contiguous run of the plane,
-    Lw = ``wide_length`` floats long, where im2col copies runs only OW long (8 for LeNet's
+    Lw = ``wide_length`` floats long, where im2col copies runs only OW long (10 for LeNet-5's
     second convolution). The price: Wp/OW times more columns, whose extra ones (ow >= OW,
     reading across a row's end) are computed and ignored. Reads stay inside the plane:
     the last one is (OH-1+(KH-1)*dh)*Wp + OW-1 + (KW-1)*dw = Hp*Wp - 1.
