@@ -1,0 +1,68 @@
+"""Every spatial op gives the same values and gradients whether its input lies NCHW or channels-last in memory.
+
+Convolutions return channels-last arrays (ember/ops/conv_lowering.py), so every op that may follow one must be
+layout-blind: the results may differ only in memory order, never in value.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember.backend import is_channels_last
+
+OPS = {
+    "conv2d_rows": lambda x, w: F.conv2d(x, w["w16"], padding=1),
+    "conv2d_strided": lambda x, w: F.conv2d(x, w["w16"], stride=2, padding=1),
+    "conv2d_grouped": lambda x, w: F.conv2d(x, w["wg"], padding=1, groups=4),
+    "conv_transpose2d": lambda x, w: F.conv_transpose2d(x, w["wt"], stride=2, padding=1, output_padding=1),
+    "max_pool2d": lambda x, w: F.max_pool2d(x, 2),
+    "max_pool2d_overlap": lambda x, w: F.max_pool2d(x, 3, stride=1, padding=1),
+    "avg_pool2d": lambda x, w: F.avg_pool2d(x, 3, stride=2, padding=1),
+    "adaptive_avg_pool2d": lambda x, w: F.adaptive_avg_pool2d(x, (3, 2)),
+    "adaptive_max_pool2d": lambda x, w: F.adaptive_max_pool2d(x, 3),
+    "lp_pool2d": lambda x, w: F.lp_pool2d(x, 2.0, 2),
+    "batch_norm": lambda x, w: F.batch_norm(x, None, None, w["g"], w["b"], training=True),
+    "group_norm": lambda x, w: F.group_norm(x, 4, w["g"], w["b"]),
+    "instance_norm": lambda x, w: F.instance_norm(x),
+    "layer_norm": lambda x, w: F.layer_norm(x, x.shape[1:]),
+    "local_response_norm": lambda x, w: F.local_response_norm(x, 3),
+    "interpolate_bilinear": lambda x, w: F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False),
+    "interpolate_nearest": lambda x, w: F.interpolate(x, size=(9, 7), mode="nearest"),
+    "pixel_shuffle": lambda x, w: F.pixel_shuffle(x, 2),
+    "unfold": lambda x, w: F.unfold(x, 3, padding=1),
+    "pad_reflect": lambda x, w: F.pad(x, (1, 2, 2, 1), mode="reflect"),
+    "maxout": lambda x, w: F.maxout(x, 4),
+    "channel_pool": lambda x, w: F.channel_pool(x, 4, mode="mean"),
+    "relu_add_slice": lambda x, w: F.relu(x) + x[:, :, ::-1, :] * 2,
+    "flatten_linear": lambda x, w: F.linear(x.flatten(1), w["lin"]),
+    "cat_channels": lambda x, w: ember.cat([x, F.relu(x)], dim=1),
+}
+
+
+def _channels_last(a):
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_op_is_blind_to_input_memory_order(name, rng):
+    x = rng.standard_normal((3, 16, 8, 6))
+    params = {"w16": rng.standard_normal((16, 16, 3, 3)) * 0.1, "wg": rng.standard_normal((16, 4, 3, 3)) * 0.1,
+              "wt": rng.standard_normal((16, 8, 3, 3)) * 0.1, "g": rng.standard_normal(16),
+              "b": rng.standard_normal(16), "lin": rng.standard_normal((5, 16 * 8 * 6)) * 0.05}
+    results = []
+    for layout in (np.ascontiguousarray, _channels_last):
+        xe = ember.Tensor(layout(x), requires_grad=True)
+        assert is_channels_last(xe.data) == (layout is _channels_last)
+        ws = {k: ember.Tensor(v, requires_grad=True) for k, v in params.items()}
+        y = OPS[name](xe, ws)
+        g = np.random.default_rng(1).standard_normal(y.shape)
+        y.backward(ember.Tensor(g))
+        results.append((y.data, xe.grad.data, {k: w.grad.data for k, w in ws.items() if w.grad is not None}))
+    (y0, gx0, gw0), (y1, gx1, gw1) = results
+    np.testing.assert_allclose(y1, y0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-12, atol=1e-12)
+    assert gw0.keys() == gw1.keys()
+    for k in gw0:
+        np.testing.assert_allclose(gw1[k], gw0[k], rtol=1e-12, atol=1e-12, err_msg=k)
