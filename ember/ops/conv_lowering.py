@@ -19,7 +19,7 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     (N, OH, OW, OC) array the GEMM wrote (PyTorch calls this the channels_last memory format).
     Batch norm, ReLU and residual sums keep that order, so the next convolution's to_nhwc is
     a plain copy and its backward reads gy without a transpose; an NCHW x or gy is transposed
-    once (in 16-channel tiles where cache aliasing would slow it down, ``to_nhwc``). Measured
+    once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py): 81 -> 64 ms with the page-fault fix of ember.memory.
 
     With stride 1 in height and < 32 output channels per group (``_slabs_pay``) the

@@ -222,13 +222,14 @@ def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
     src, dst = x.transpose(0, 2, 3, 1), out[:, t:t + H, l:l + W]
     # Transposing NCHW reads each pixel's channels H*W floats apart: 4 KiB at 32x32, so the
     # cache lines of 64 or more channels fall in one L1 set and evict each other (64x64x32x32:
-    # 6.1 ms; 16x256x32x32: 8.4 ms). Copying 16 channels at a time keeps them resident (5.1,
-    # 3.2 ms); with 32 channels one copy is faster. A cache tile loop: at most C/16 slices,
-    # each over the whole batch.
-    aliased = xp is np and C >= 64 and H * W * x.itemsize >= 4096 and not is_channels_last(x)
-    tile = 16 if aliased else max(C, 1)
-    for c in range(0, C, tile):
-        dst[..., c:c + tile] = src[..., c:c + tile]
+    # 6.4 ms). Two steps avoid it: (N, C, H, W) -> (N, H, C, W) moves whole rows, then each
+    # image row's small (C, W) block is transposed in cache (4.5 ms; 16x256x32x32: 8.8 -> 4.0).
+    # Fewer channels or smaller planes copy faster in one step.
+    if xp is np and C >= 64 and H * W * x.itemsize >= 4096 and not is_channels_last(x):
+        rows = np.empty((N, H, C, W), dtype=x.dtype)
+        rows[...] = x.transpose(0, 2, 1, 3)
+        src = rows.transpose(0, 1, 3, 2)
+    dst[...] = src
     return out
 
 
