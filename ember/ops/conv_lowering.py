@@ -20,7 +20,7 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     Batch norm, ReLU and residual sums keep that order, so the next convolution's to_nhwc is
     a plain copy and its backward reads gy without a transpose; an NCHW x or gy is transposed
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
-    on W4 (bench/bench_conv.py): 81 -> 64 ms with the page-fault fix of ember.memory.
+    on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
     With stride 1 in height and < 32 output channels per group (``_slabs_pay``) the
     rows are lowered along the width only (3x less copying for 3x3): kernel row kh
