@@ -339,7 +339,8 @@ class Relu(Function):
     def backward(self, gy):
         # The gradient takes x's memory order (the mask's), so a channels-last network's
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
-        return xp_of(gy).multiply(gy, self.mask, out=xp_of(gy).empty_like(self.mask, dtype=gy.dtype))
+        xp = xp_of(gy)
+        return xp.multiply(gy, self.mask, out=xp.empty_like(self.mask, dtype=gy.dtype))
 
 
 def relu(x: Tensor) -> Tensor:

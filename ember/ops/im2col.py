@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import is_channels_last, xp_of  # noqa: F401  (is_channels_last: used here and re-exported)
+from ember.backend import is_channels_last, xp_of
 from ember.errors import ShapeError
 from ember.ops import cuda_kernels
 from ember.tensor import Tensor
@@ -159,17 +159,15 @@ def im2col_wide(xpad, g: Geometry, out=None):
     the last one is (OH-1+(KH-1)*dh)*Wp + OW-1 + (KW-1)*dw = Hp*Wp - 1.
 
     The columns of all N images sit side by side (K-major), so one GEMM per group covers
-    the whole chunk instead of one small GEMM per image.
+    the whole chunk instead of one small GEMM per image. NumPy only (conv_lowering._wide).
     """
-    xp = xp_of(xpad)
     N, C, Hp, Wp = xpad.shape
     Lw = wide_length(g, Wp)
     s0, s1, _, s3 = xpad.strides
     shape, strides = (C, g.KH, g.KW, N, Lw), (s1, g.dh * Wp * s3, g.dw * s3, s0, s3)
-    view = (np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False) if xp is np
-            else xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides))
+    view = np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
     size = N * C * g.KH * g.KW * Lw
-    out = xp.empty(shape, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape)
+    out = np.empty(shape, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape)
     out[...] = view
     return out.reshape(C * g.KH * g.KW, N * Lw)
 
