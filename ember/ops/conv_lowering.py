@@ -34,8 +34,10 @@ where channels-last runs are too short to copy fast (LeNet's 1-channel input):
 
     With stride 1 and output rows shorter than 16 (``_wide``: LeNet's second convolution)
     the columns index output pixels on the padded width ("wide grid", ``im2col_wide``):
-    every kernel offset then copies and adds one contiguous run per plane, and the columns
-    of a chunk's images sit side by side so that one GEMM per group covers the chunk.
+    every kernel offset then copies one contiguous run per plane, and the columns of a
+    chunk's images sit side by side so that one GEMM per group covers the chunk. The data
+    gradient's columns span whole planes (``col2im_planes``), so that its adds run across
+    all the chunk's images at once.
 
 Rows measured 1.3-1.7x faster than columns on ResNet-20's 16- to 64-channel layers, at
 1 thread: the (pixels, K) @ (K, OC) GEMM runs 30-50% faster than (OC, K) @ (K, pixels)
@@ -47,7 +49,7 @@ import numpy as np
 
 from ember.backend import xp_of
 from ember.ops.im2col import (
-    Geometry, batch_chunk, channels_last, col2im, col2im_wide, from_nhwc, im2col, im2col_wide, im2row,
+    Geometry, batch_chunk, channels_last, col2im, col2im_planes, from_nhwc, im2col, im2col_wide, im2row,
     is_channels_last, row2im, to_nhwc, unused_wide_view, wide_length, wide_view,
 )
 
@@ -154,6 +156,16 @@ def _wide_gy(gy, n0: int, n1: int, buf, g: Geometry, Wp: int):
     if g.OH > 1 and Wp > g.OW:
         unused_wide_view(gyw, g, Wp)[...] = 0
     return buf, gyw.reshape(OC, nb * Lw)
+
+
+def _plane_gy(gy, n0: int, n1: int, buf, g: Geometry, padded: tuple):
+    """gy[n0:n1] (nb, OC, OH, OW) as K-major columns on whole padded planes (OC, nb*Hp*Wp): column
+    n*Hp*Wp + oh*Wp + ow holds output (oh, ow) of image n, every other column zero."""
+    (nb, OC), (Hp, Wp) = (n1 - n0, gy.shape[1]), padded
+    buf, gyp = _scratch(buf, (OC, nb, Hp * Wp), gy.dtype, np)
+    gyp[...] = 0
+    wide_view(gyp, g, Wp)[...] = gy[n0:n1].transpose(1, 0, 2, 3)
+    return buf, gyp.reshape(OC, nb * Hp * Wp)
 
 
 def _width_rows(xpad, g: Geometry, G: int, buf):
@@ -267,22 +279,25 @@ def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
     G, K, OCg = wk.shape
     N, L = gy.shape[0], g.OH * g.OW
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    gxpad = xp.zeros(padded_shape, dtype=gy.dtype)
+    wide, (Hp, Wp) = not rows and _wide(g, xp), padded_shape[-2:]
+    gxpad = (xp.empty if wide else xp.zeros)(padded_shape, dtype=gy.dtype)  # wide chunks assign all of it
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
-    wide, Wp = not rows and _wide(g, xp), padded_shape[-1]
-    buf = gbuf = None
-    for n0, n1 in _chunks(N, G * K * (wide_length(g, Wp) if wide else L), xp):
+    buf = gbuf = tbuf = None
+    for n0, n1 in _chunks(N, G * K * (Hp * Wp if wide else L), xp):
         nb = n1 - n0
         if rows:
             buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
             gyt = gyl[n0:n1].reshape(-1, G, OCg)
             xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
             row2im(low, g, gxpad[n0:n1])
-        elif wide:  # zeros in gy's unused wide columns make their lowered values zero too
-            gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
+        elif wide:  # on whole planes (``col2im_planes``); gy's zeros in unused columns stay zeros
+            gbuf, gyw = _plane_gy(gyl, n0, n1, gbuf, g, padded_shape[2:])
             buf, low = _scratch(buf, (G, K, gyw.shape[-1]), gy.dtype, xp)
             xp.matmul(wk, gyw.reshape(G, OCg, -1), out=low)
-            col2im_wide(low.reshape(G * K, -1), g, gxpad[n0:n1])
+            tbuf, planes = _scratch(tbuf, (padded_shape[1], gyw.shape[-1]), gy.dtype, xp)
+            planes[...] = 0
+            col2im_planes(low.reshape(G * K, -1), g, Wp, planes)
+            gxpad[n0:n1] = planes.reshape(-1, nb, *padded_shape[2:]).transpose(1, 0, 2, 3)
         else:
             buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
             xp.matmul(wk, gyl[n0:n1].reshape(nb, G, OCg, L), out=low)
@@ -297,5 +312,6 @@ def _bias_grad(gy):
     if is_channels_last(gy):  # (N*OH*OW, OC) rows: their sum is a GEMV (4x faster than sum(axis=0))
         rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)
         return xp.ones(rows.shape[0], dtype=gy.dtype) @ rows
-    # NCHW: reduce the contiguous pixel axis first
-    return xp.ascontiguousarray(gy).reshape(N, OC, -1).sum(axis=2).sum(axis=0)
+    # NCHW: sum each contiguous pixel plane by a GEMV (5x faster than sum(axis=2)), then the batch
+    planes = xp.ascontiguousarray(gy).reshape(N * OC, -1)
+    return (planes @ xp.ones(planes.shape[1], dtype=gy.dtype)).reshape(N, OC).sum(axis=0)
