@@ -5,8 +5,6 @@ cover stride, dilation, groups (depthwise included), zero/"same"/"valid" padding
 odd sizes, non-square kernels, batch 1, unbatched inputs, no bias and non-contiguous views.
 PyTorch is the oracle.
 """
-import numpy as np
-import torch
 import torch.nn.functional as TF
 
 import ember.nn.functional as F

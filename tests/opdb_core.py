@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import ember
 from ember.ops import elementwise as E
 from ember.ops import linalg as L
 from ember.ops import reduce as R
