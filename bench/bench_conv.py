@@ -23,6 +23,7 @@ from common import blas_report, median_ms, setup_threads  # noqa: E402  (also pu
 
 import ember  # noqa: E402
 from ember.ops.conv import conv2d  # noqa: E402
+from ember.ops.im2col import batch_chunk  # noqa: E402
 
 
 def workload(N, C, OC, H, W, k, pad, repeats, threads=2):
@@ -62,7 +63,7 @@ def workload(N, C, OC, H, W, k, pad, repeats, threads=2):
     # numpy's GEMMs at the shapes ember's conv runs, per chunk of images: forward (OC,K)@(K,L); weight
     # grad (K,L)@(L,OC); data grad (stride 1: a forward-shaped conv of gy with the flipped weight).
     K, L = C * k * k, gy.shape[2] * gy.shape[3]
-    B = max(1, min(N, (1 << 21) // (K * L)))  # same chunk as ember (im2col.batch_chunk)
+    B = batch_chunk(N, K * L)  # the chunk ember's columns use
     A = rng.standard_normal((OC, K)).astype(np.float32)
     col = rng.standard_normal((B, K, L)).astype(np.float32)
     g = rng.standard_normal((B, OC, L)).astype(np.float32)

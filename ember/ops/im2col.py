@@ -306,15 +306,17 @@ def row2im(rows, g: Geometry, out):
     return out
 
 
-def batch_chunk(N: int, per_image_elems: int, budget: int = 1 << 21) -> int:
+def batch_chunk(N: int, per_image_elems: int, budget: int = 5 << 18) -> int:
     """How many images to lower at once so one column chunk stays near ``budget`` elements.
 
     Lowering a few images at a time keeps the buffer in cache between the copy that fills
     it and the GEMM that reads it, and uses far less memory than lowering the whole batch.
-    With BLAS on 1 thread, 512K floats (2 MB, about this CPU's L2) measured best (ResNet-20
-    step 7% faster than 2M floats). With 2 threads the GEMMs must be big enough to split
-    well: 2M floats (8 MB) made the ResNet-20 step 1.4x faster than 512K (332 vs 460 ms)
-    and beat 4M and 8M floats (470, 497 ms), so 2M floats is the default.
+    The default, 1.25M floats (5 MiB), was measured with 2 BLAS threads by alternating
+    budgets inside one process (bench/bench_cnn.py's workloads): the ResNet-20 step ran
+    4-5% faster than with 2M floats (257-276 vs 270-310 ms) and as fast as with 1M, a
+    64->64-channel 3x3 convolution on 64x32x32 (W4) 1.5% slower, LeNet-5 within noise.
+    GEMMs also slow down when their operand outgrows the cache: (M, 288) @ (288, 32) runs
+    at ~375 GFLOP/s up to M = 4096 rows and ~250 at M = 16384.
     """
     return max(1, min(N, budget // max(per_image_elems, 1)))
 
