@@ -117,8 +117,44 @@ def im2col(xpad, g: Geometry, out=None):
         out = xp.empty(shape6, dtype=xpad.dtype)
     else:
         out = out.reshape(-1)[: N * C * g.KH * g.KW * g.OH * g.OW].reshape(shape6)
-    out[...] = windows(xpad, g)  # one strided copy; the innermost axis (OW) is read with stride sw
+    if xp is np and _rows_first_pays(g):
+        out[...] = _kernel_rows(_width_windows(xpad, g), g)
+    else:
+        out[...] = windows(xpad, g)  # one strided copy; the innermost axis (OW) is read with stride sw
     return out.reshape(N, C * g.KH * g.KW, g.OH * g.OW)
+
+
+def _rows_first_pays(g: Geometry) -> bool:
+    """Whether ``im2col`` should lower in two steps, along the width first (``_width_windows``).
+
+    The one-step copy moves runs only OW floats long, KH*KW*OH of them per plane. With stride 1
+    down the columns, the width-only lowering copies KH times fewer such runs, and the second
+    step copies whole OH*OW blocks. Measured (NumPy, one copy each): 5x5 on 28x28 (LeNet-5's
+    first convolution, batch 128) 0.42 -> 0.25 ms; 3x3 on 32x32 0.53 -> 0.45; 7x7 on 112x112
+    1.25 -> 0.56; 3x3 on 64x64 even; 3x3 on 224x224 10% slower.
+    """
+    return g.sh == 1 and g.KH > 1 and (g.OW <= 64 or g.KH >= 5)
+
+
+def _width_windows(xpad, g: Geometry):
+    """Copy of the 1 x KW windows of xpad (N, C, Hp, Wp) at every input row: (N, C, KW, Hu, OW),
+    Hu = the OH + dh*(KH-1) rows that stride-1 windows reach."""
+    N, C = xpad.shape[:2]
+    Hu = g.OH + g.dh * (g.KH - 1)
+    s0, s1, s2, s3 = xpad.strides
+    shape, strides = (N, C, g.KW, Hu, g.OW), (s0, s1, g.dw * s3, s2, g.sw * s3)
+    rows = np.empty(shape, dtype=xpad.dtype)
+    rows[...] = np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
+    return rows
+
+
+def _kernel_rows(rows, g: Geometry):
+    """The windows (N, C, KH, KW, OH, OW) as a view of ``_width_windows``' copy: kernel row kh
+    is the contiguous block of OH rows starting at row kh*dh (stride 1)."""
+    N, C = rows.shape[:2]
+    r0, r1, r2, r3, r4 = rows.strides
+    shape, strides = (N, C, g.KH, g.KW, g.OH, g.OW), (r0, r1, g.dh * r3, r2, r3, r4)
+    return np.lib.stride_tricks.as_strided(rows, shape=shape, strides=strides, writeable=False)
 
 
 def col2im(col, g: Geometry, out):
