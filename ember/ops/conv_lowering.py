@@ -218,11 +218,15 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
             low = im2col_wide(xpad[n0:n1], g, out=buf)  # (G*K, nb*Lw)
             ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), xpad.dtype, xp)
             xp.matmul(wkt, low.reshape(G, K, -1), out=yw)  # one GEMM per group for the whole chunk
-            out[n0:n1] = wide_view(yw.reshape(OC, nb, -1), g, xpad.shape[3]).transpose(1, 0, 2, 3)
+            y = wide_view(yw.reshape(OC, nb, -1), g, xpad.shape[3]).transpose(1, 0, 2, 3)
+            if b is None:
+                out[n0:n1] = y
+            else:  # the bias is added while the outputs are copied out
+                xp.add(y, b.reshape(-1, 1, 1), out=out[n0:n1])
         else:
             low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
             xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
-        if b is not None:  # while the chunk is in cache
+        if b is not None and not wide:  # while the chunk is in cache
             out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
         buf = low if buf is None else buf
     return out.transpose(0, 3, 1, 2) if rows else out
