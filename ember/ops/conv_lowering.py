@@ -50,7 +50,7 @@ import numpy as np
 from ember.backend import xp_of
 from ember.ops.im2col import (
     Geometry, batch_chunk, channels_last, col2im, col2im_planes, from_nhwc, im2col, im2col_wide, im2row,
-    is_channels_last, row2im, to_nhwc, unused_wide_view, wide_length, wide_view,
+    is_channels_last, row2im, to_nhwc, unused_wide_view, wide_length, wide_view, zero_pad,
 )
 
 
@@ -85,8 +85,7 @@ def _pad(x, pads: tuple, rows: bool):
     """Zero-pad x (N, C, H, W) by pads (t, b, l, r), channels-last when lowering to rows."""
     if rows:
         return to_nhwc(x, pads)
-    t, b, l, r = pads
-    return xp_of(x).pad(x, ((0, 0), (0, 0), (t, b), (l, r))) if any(pads) else x
+    return zero_pad(x, pads)
 
 
 def _unpad(xpad, pads: tuple, rows: bool):

@@ -76,11 +76,27 @@ def make_geometry(H: int, W: int, kernel, stride, dilation, padding) -> Geometry
 
 def pad_input(x, g: Geometry):
     """Zero-pad the last two dims of x by the geometry's padding (no copy when there is none)."""
-    if not g.padded:
+    return zero_pad(x, (g.pt, g.pb, g.pl, g.pr))
+
+
+def zero_pad(x, pads: tuple):
+    """x (..., H, W) zero-padded on its last two axes by pads = (top, bottom, left, right).
+
+    One copy, and only the border is zeroed: ``np.pad`` does the same work with ~25 us of
+    Python around it, which LeNet-5's first convolution pays twice a step. x itself is
+    returned when there is no padding.
+    """
+    t, b, l, r = pads
+    if not any(pads):
         return x
-    xp = xp_of(x)
-    widths = ((0, 0),) * (x.ndim - 2) + ((g.pt, g.pb), (g.pl, g.pr))
-    return xp.pad(x, widths)
+    *lead, H, W = x.shape
+    out = xp_of(x).empty((*lead, H + t + b, W + l + r), dtype=x.dtype)
+    out[..., :t, :] = 0
+    out[..., t + H:, :] = 0
+    out[..., t:t + H, :l] = 0
+    out[..., t:t + H, l + W:] = 0
+    out[..., t:t + H, l:l + W] = x
+    return out
 
 
 def crop_padding(xpad, g: Geometry):
