@@ -60,9 +60,10 @@ def _chunks(N: int, per_image: int, xp):
     best; on the CPU, cache-sized chunks (``batch_chunk``) of near-equal sizes, so that no chunk
     is a small remainder whose GEMMs run short (128 images at 42 per chunk: 4 x 32, not 3 x 42 + 2)."""
     B = N if xp is not np else batch_chunk(N, per_image)
-    n = max(1, round(N / B))
-    B = -(-N // n)
-    return [(n0, min(n0 + B, N)) for n0 in range(0, N, B)]
+    n = -(-N // B)  # as many chunks as with B images each, sizes differing by at most one,
+    q, r = divmod(N, n)  # the larger ones first: the loops size their reused buffers by the first chunk
+    starts = [i * q + min(i, r) for i in range(n + 1)]
+    return list(zip(starts[:-1], starts[1:]))
 
 
 def _scratch(buf, shape, dtype, xp):
