@@ -2,8 +2,9 @@
 shared by conv2d and conv_transpose2d (ember.ops.conv).
 
 How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW).
-The batch is lowered a few images at a time into one reused buffer (``im2col.batch_chunk``,
-about L2-sized), so the copy that fills it and the GEMMs that read it share the cache. The
+The batch is lowered a few images at a time into one reused buffer (``im2col.batch_chunk``:
+chunks of ~1.25M floats, near-equal in size), so the copy that fills it and the GEMMs that
+read it share the cache. The
 lowering is not kept for backward: backward lowers the saved padded input again.
 
 Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
