@@ -13,7 +13,7 @@ from ember import nn
 from ember.diagnostics.conv_matrix import conv_matrix, conv_to_linear, param_counts
 from ember.backend import xp_of
 from ember.errors import DTypeError, ShapeError
-from ember.ops import im2col
+from ember.ops import im2col, im2row
 
 torch = pytest.importorskip("torch")
 TF = torch.nn.functional
@@ -274,9 +274,9 @@ def test_channels_last_memory_flows_through_conv_bn_relu(rng):
         es = [ember.Tensor(a.astype(np.float32), requires_grad=True) for a in (x, w1, w2, gamma, beta)]
         ts = [torch.tensor(a.astype(np.float32), requires_grad=True) for a in (x, w1, w2, gamma, beta)]
         h = F.conv2d(es[0], es[1], padding=1)
-        assert im2col.is_channels_last(h.data) and h.data.shape == (4, 16, 12, 12)
+        assert im2row.is_channels_last(h.data) and h.data.shape == (4, 16, 12, 12)
         if xp_of(h.data) is np:  # the GPU's batch-norm kernel writes NCHW
-            assert im2col.is_channels_last(F.batch_norm(h, None, None, es[3], es[4], training=True).data)
+            assert im2row.is_channels_last(F.batch_norm(h, None, None, es[3], es[4], training=True).data)
         ye, yt = net(F, *es), net(TF, *ts)
         assert _rel(ye.data, yt.detach().numpy()) <= 1e-4
         g = rng.standard_normal(yt.shape).astype(np.float32)
@@ -295,10 +295,10 @@ def test_to_nhwc_two_step_transpose_matches_one_copy(rng):
         for pads in ((0, 0, 0, 0), (1, 2, 0, 3)):
             t, b, l, r = pads
             ref = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (t, b), (l, r), (0, 0)))
-            np.testing.assert_array_equal(im2col.to_nhwc(x, pads), ref)
-            np.testing.assert_array_equal(im2col.to_nhwc(im2col.channels_last(x), pads), ref)
-        assert im2col.is_channels_last(im2col.channels_last(x))
-        np.testing.assert_array_equal(im2col.channels_last(x), x)
+            np.testing.assert_array_equal(im2row.to_nhwc(x, pads), ref)
+            np.testing.assert_array_equal(im2row.to_nhwc(im2row.channels_last(x), pads), ref)
+        assert im2row.is_channels_last(im2row.channels_last(x))
+        np.testing.assert_array_equal(im2row.channels_last(x), x)
 
 
 def test_im2col_in_two_steps_matches_the_window_copy(rng):

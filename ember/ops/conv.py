@@ -18,7 +18,8 @@ from ember.ops.conv_lowering import (
     _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _pad, _unpad,
     _weight_from_lowered, rows_pay,
 )
-from ember.ops.im2col import Geometry, channels_last, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
+from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
+from ember.ops.im2row import channels_last
 from ember.tensor import Tensor
 
 __all__ = ["conv1d", "conv2d", "conv_transpose2d", "unfold", "fold"]

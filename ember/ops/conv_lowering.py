@@ -48,11 +48,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember.backend import xp_of
+from ember.backend import is_channels_last, xp_of
 from ember.ops.im2col import (
-    Geometry, batch_chunk, channels_last, col2im, col2im_planes, from_nhwc, im2col, im2col_wide, im2row,
-    is_channels_last, row2im, to_nhwc, unused_wide_view, wide_length, wide_view, zero_pad,
+    Geometry, batch_chunk, col2im, col2im_planes, im2col, im2col_wide, unused_wide_view, wide_length, wide_view,
+    zero_pad,
 )
+from ember.ops.im2row import channels_last, from_nhwc, im2row, row2im, to_nhwc
 
 
 # ---- the three GEMM passes, shared by conv2d and conv_transpose2d ----------------------------------

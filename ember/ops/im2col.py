@@ -16,10 +16,8 @@ was read from. It loops over the KH*KW kernel offsets only; each offset is one
 strided slice-add over the whole batch, so overlapping windows accumulate without
 ``np.add.at``.
 
-F.unfold/F.fold (PyTorch's names for im2col/col2im) use these helpers. The convolutions in
-ember.ops.conv also use the channels-last twins ``im2row``/``row2im``: from a padded
-(N, Hp, Wp, C) copy (``to_nhwc``) they lower to rows (N*OH*OW, G, KH*KW*C/G), one row per
-output pixel, whose copy moves runs of KW*C/G floats (see ember.ops.conv for which is used when).
+F.unfold/F.fold (PyTorch's names for im2col/col2im) use these helpers. The convolutions
+(ember.ops.conv_lowering) also lower channels-last inputs to rows: ember/ops/im2row.py.
 """
 from __future__ import annotations
 
@@ -28,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import is_channels_last, xp_of
+from ember.backend import xp_of
 from ember.errors import ShapeError
 from ember.ops import cuda_kernels
 from ember.tensor import Tensor
@@ -261,101 +259,6 @@ def unused_wide_view(a, g: Geometry, Wp: int):
     shape = (*lead, g.OH - 1, Wp - g.OW)
     strides = (*a.strides[:-1], Wp * a.strides[-1], a.strides[-1])
     return np.lib.stride_tricks.as_strided(a[..., g.OW:], shape=shape, strides=strides)
-
-
-# ---- channels-last lowering (the convolutions' GEMMs) -------------------------------------------------
-def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
-    """x (N, C, H, W) -> a zero-padded channels-last copy (N, H+t+b, W+l+r, C); pads = (t, b, l, r).
-
-    Transposing and padding happen in one copy; only the border is zeroed. When x is
-    already channels-last in memory the copy moves contiguous runs and is ~10x cheaper.
-    """
-    xp = xp_of(x)
-    N, C, H, W = x.shape
-    t, b, l, r = pads
-    out = xp.empty((N, H + t + b, W + l + r, C), dtype=x.dtype)
-    out[:, :t] = 0
-    out[:, t + H:] = 0
-    out[:, t:t + H, :l] = 0
-    out[:, t:t + H, l + W:] = 0
-    src, dst = x.transpose(0, 2, 3, 1), out[:, t:t + H, l:l + W]
-    # Transposing NCHW reads each pixel's channels H*W floats apart: 4 KiB at 32x32, so the
-    # cache lines of 64 or more channels fall in one L1 set and evict each other (64x64x32x32:
-    # 6.4 ms). Two steps avoid it: (N, C, H, W) -> (N, H, C, W) moves whole rows, then each
-    # image row's small (C, W) block is transposed in cache (4.5 ms; 16x256x32x32: 8.8 -> 4.0).
-    # Fewer channels or smaller planes copy faster in one step.
-    if xp is np and C >= 64 and H * W * x.itemsize >= 4096 and not is_channels_last(x):
-        rows = np.empty((N, H, C, W), dtype=x.dtype)
-        rows[...] = x.transpose(0, 2, 1, 3)
-        src = rows.transpose(0, 1, 3, 2)
-    dst[...] = src
-    return out
-
-
-def channels_last(x):
-    """x (N, C, H, W) with channels-last memory: x itself when it already is, else a copy."""
-    return x if is_channels_last(x) else to_nhwc(x).transpose(0, 3, 1, 2)
-
-
-def from_nhwc(xpad, pads: tuple = (0, 0, 0, 0)):
-    """Inverse of ``to_nhwc``: the unpadded region of (N, Hp, Wp, C) as (N, C, H, W) in channels-last memory."""
-    xp = xp_of(xpad)
-    t, b, l, r = pads
-    Hp, Wp = xpad.shape[1:3]
-    inner = xp.ascontiguousarray(xpad[:, t:Hp - b, l:Wp - r]) if any(pads) else xpad
-    return inner.transpose(0, 3, 1, 2)
-
-
-def windows_nhwc(xpad, g: Geometry, groups: int = 1):
-    """All sliding windows of channels-last xpad (N, Hp, Wp, C) as a view (N, OH, OW, G, KH, KW, C/G)."""
-    xp = xp_of(xpad)
-    N, C = xpad.shape[0], xpad.shape[3]
-    s0, s1, s2, s3 = xpad.strides
-    Cg = C // groups
-    shape = (N, g.OH, g.OW, groups, g.KH, g.KW, Cg)
-    strides = (s0, g.sh * s1, g.sw * s2, Cg * s3, g.dh * s1, g.dw * s2, s3)
-    if xp is np:
-        return np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
-    return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
-
-
-def im2row(xpad, g: Geometry, groups: int = 1, out=None):
-    """Copy the windows of channels-last xpad (N, Hp, Wp, C) into rows (N*OH*OW, G, KH*KW*C/G).
-
-    Row n*OH*OW + oh*OW + ow holds, per group, the window at output pixel (oh, ow) in
-    (kh, kw, c) order. With one group and dilation 1, each (kh) row of a window is one
-    contiguous run of KW*C floats in xpad, so the copy moves long runs even when OW is
-    small. ``out``, when given, is a contiguous buffer of at least that many elements.
-    """
-    xp = xp_of(xpad)
-    N, C = xpad.shape[0], xpad.shape[3]
-    shape7 = (N, g.OH, g.OW, groups, g.KH, g.KW, C // groups)
-    size = N * g.OH * g.OW * g.KH * g.KW * C
-    out = xp.empty(shape7, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape7)
-    out[...] = windows_nhwc(xpad, g, groups)
-    return out.reshape(N * g.OH * g.OW, groups, -1)
-
-
-def row2im(rows, g: Geometry, out):
-    """Add rows (N*OH*OW, G, KH*KW*C/G) back into channels-last ``out`` (N, Hp, Wp, C): im2row's adjoint.
-
-    Loops over kernel offsets only: offset (kh, kw) adds to the strided pixel slice
-    ``out[:, kh*dh + oh*sh, kw*dw + ow*sw, :]``, so overlapping windows accumulate.
-    """
-    if cuda_kernels.fits(rows, out):  # GPU: one gather launch instead of KH*KW slice-adds
-        return cuda_kernels.row2im(rows, g, out)
-    N, C = out.shape[0], out.shape[3]
-    G = rows.shape[1]
-    rows7 = rows.reshape(N, g.OH, g.OW, G, g.KH, g.KW, C // G)
-    hspan, wspan = g.sh * (g.OH - 1) + 1, g.sw * (g.OW - 1) + 1
-    for kh in range(g.KH):
-        h0 = kh * g.dh
-        for kw in range(g.KW):
-            w0 = kw * g.dw
-            # Splitting the channel axis of the slice into (G, C/G) is still a view.
-            target = out[:, h0:h0 + hspan:g.sh, w0:w0 + wspan:g.sw].reshape(N, g.OH, g.OW, G, C // G)
-            target += rows7[:, :, :, :, kh, kw]
-    return out
 
 
 def batch_chunk(N: int, per_image_elems: int, budget: int = 5 << 18) -> int:
