@@ -303,7 +303,7 @@ def test_to_nhwc_two_step_transpose_matches_one_copy(rng):
 
 def test_im2col_in_two_steps_matches_the_window_copy(rng):
     """Stride-1-down-the-columns im2col lowers along the width first, then copies whole kernel-row
-    blocks (im2col._rows_first_pays); it must equal the one-step copy of every window."""
+    blocks (im2col._width_first_pays); it must equal the one-step copy of every window."""
     cases = [((3, 1, 28, 28), (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),  # LeNet-5's first convolution
              ((2, 3, 17, 12), (3, 2), (1, 2), (1, 1), (1, 0, 0, 1)),  # strided along the width only
              ((2, 2, 15, 14), (3, 3), (1, 1), (2, 3), (2, 2, 1, 3)),  # dilated, asymmetric padding
@@ -311,13 +311,13 @@ def test_im2col_in_two_steps_matches_the_window_copy(rng):
     for shape, k, s, d, p in cases:
         x = rng.standard_normal(shape).astype(np.float32)
         g = im2col.make_geometry(shape[2], shape[3], k, s, d, p)
-        assert im2col._rows_first_pays(g), (shape, k)
+        assert im2col._width_first_pays(g), (shape, k)
         xpad = im2col.pad_input(x, g)
         ref = np.ascontiguousarray(im2col.windows(xpad, g)).reshape(shape[0], -1, g.OH * g.OW)
         np.testing.assert_array_equal(im2col.im2col(xpad, g), ref)
         buf = np.full(ref.size + 7, np.nan, dtype=np.float32)  # a reused, larger buffer
         np.testing.assert_array_equal(im2col.im2col(xpad, g, out=buf), ref)
-    assert not im2col._rows_first_pays(im2col.make_geometry(32, 32, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)))
+    assert not im2col._width_first_pays(im2col.make_geometry(32, 32, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)))
 
 
 def test_batch_chunks_cover_the_batch_in_near_equal_parts():

@@ -301,13 +301,13 @@ def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
             xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
             row2im(low, g, gxpad[n0:n1])
         elif wide:  # on whole planes (``col2im_planes``); gy's zeros in unused columns stay zeros
-            gbuf, gyw = _plane_gy(gyl, n0, n1, gbuf, g, padded_shape[2:])
+            gbuf, gyw = _plane_gy(gyl, n0, n1, gbuf, g, (Hp, Wp))
             buf, low = _scratch(buf, (G, K, gyw.shape[-1]), gy.dtype, xp)
             xp.matmul(wk, gyw.reshape(G, OCg, -1), out=low)
             tbuf, planes = _scratch(tbuf, (padded_shape[1], gyw.shape[-1]), gy.dtype, xp)
             planes[...] = 0
             col2im_planes(low.reshape(G * K, -1), g, Wp, planes)
-            gxpad[n0:n1] = planes.reshape(-1, nb, *padded_shape[2:]).transpose(1, 0, 2, 3)
+            gxpad[n0:n1] = planes.reshape(-1, nb, Hp, Wp).transpose(1, 0, 2, 3)
         else:
             buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
             xp.matmul(wk, gyl[n0:n1].reshape(nb, G, OCg, L), out=low)

@@ -131,14 +131,14 @@ def im2col(xpad, g: Geometry, out=None):
         out = xp.empty(shape6, dtype=xpad.dtype)
     else:
         out = out.reshape(-1)[: N * C * g.KH * g.KW * g.OH * g.OW].reshape(shape6)
-    if xp is np and _rows_first_pays(g):
+    if xp is np and _width_first_pays(g):
         out[...] = _kernel_rows(_width_windows(xpad, g), g)
     else:
         out[...] = windows(xpad, g)  # one strided copy; the innermost axis (OW) is read with stride sw
     return out.reshape(N, C * g.KH * g.KW, g.OH * g.OW)
 
 
-def _rows_first_pays(g: Geometry) -> bool:
+def _width_first_pays(g: Geometry) -> bool:
     """Whether ``im2col`` should lower in two steps, along the width first (``_width_windows``).
 
     The one-step copy moves runs only OW floats long, KH*KW*OH of them per plane. With stride 1
