@@ -102,6 +102,23 @@ def test_max_pool_tie_gradient_goes_to_first_element(kw):
     assert set(nonzero) == set(idx.data[0, 0].ravel())
 
 
+@pytest.mark.parametrize("k", [2, (3, 2), 4])
+def test_max_pool_ties_on_exact_tiles_match_torch(k, rng):
+    """Kernel == stride tiling the input (the contiguous-planes path of MaxPool2d): ties, including
+    all-zero windows as after a ReLU, credit the first element, as PyTorch does, and match the indices."""
+    data = np.maximum(rng.integers(-2, 2, size=(2, 3, 12, 8)), 0).astype(np.float32)
+    x = ember.Tensor(data, requires_grad=True)
+    y = F.max_pool2d(x, k)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(ember.Tensor(g))
+    xt = torch.from_numpy(data).requires_grad_()
+    yt, it = torch.nn.functional.max_pool2d(xt, k, return_indices=True)
+    yt.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(y.data, yt.detach().numpy())
+    np.testing.assert_array_equal(x.grad.data, xt.grad.numpy())
+    np.testing.assert_array_equal(F.max_pool2d(x.detach(), k, return_indices=True)[1].data, it.numpy())
+
+
 def test_max_pool_tie_exactly_one_per_window_disjoint():
     x = ember.Tensor(np.zeros((1, 1, 4, 4), dtype=np.float32), requires_grad=True)
     F.max_pool2d(x, 2).sum().backward()

@@ -112,9 +112,10 @@ class _Windows:
 
 
 # ---- max pooling ----------------------------------------------------------------------------------
-def _first_max_hits(xpad, y, win: _Windows) -> list:
+def _first_max_hits(values, y, win: _Windows) -> list:
     """(offset, row slice, col slice, hit) for every kernel offset in row-major order, where ``hit``
     marks the windows whose first maximum sits at that offset: exactly one hit per window.
+    ``values[o]`` holds offset o's element of every window, (N, C, OH, OW).
 
     Walking the offsets in order with a mask of windows still unclaimed costs a comparison and
     two boolean passes per offset (5x faster than masked copies of offsets into an index array).
@@ -126,21 +127,20 @@ def _first_max_hits(xpad, y, win: _Windows) -> list:
     open_ = xp.ones(y.shape, dtype=bool)  # windows whose maximum is not yet found
     hits = []
     for o, rows, cols in win.offsets():
-        v = xpad[:, :, rows, cols]
-        hit = xp.equal(v, y)
+        hit = xp.equal(values[o], y)
         if has_nan:
-            hit |= xp.isnan(v)
+            hit |= xp.isnan(values[o])
         hit &= open_
         open_ ^= hit  # hit lies inside open_, so this clears exactly the hits
         hits.append((o, rows, cols, hit))
     return hits
 
 
-def _first_argmax(xpad, y, win: _Windows):
+def _first_argmax(values, y, win: _Windows):
     """Flat kernel offset of the first maximum of every window (row-major order)."""
     xp = xp_of(y)
     idx = xp.zeros(y.shape, dtype=np.uint8 if win.k[0] * win.k[1] <= 255 else np.int32)
-    for o, _, _, hit in _first_max_hits(xpad, y, win):
+    for o, _, _, hit in _first_max_hits(values, y, win):
         if o:
             idx += hit.astype(idx.dtype) * idx.dtype.type(o)
     return idx
@@ -155,19 +155,27 @@ class MaxPool2d(Function):
             if sink is not None:
                 sink["indices"] = self.arg.astype(np.int64)
             return y
-        if win.tiles and win.k[0] * win.k[1] > 16:  # large tiles (global pooling): one reduction
-            xpad = x
-            y = win.tiled(x).max(axis=(3, 5))
+        small_tiles = win.tiles and win.k[0] * win.k[1] <= 16
+        if small_tiles:
+            # Kernel == stride (2x2 pooling): copy each offset's elements into a contiguous plane
+            # once; forward and backward then compare and combine contiguous arrays instead of
+            # reading strided slices of x five times ((128, 6, 28, 28) fwd+bwd 0.78 -> 0.60 ms).
+            values = xp.empty((win.k[0] * win.k[1], win.N, win.C, win.OH, win.OW), dtype=x.dtype)
+            for o, rows, cols in win.offsets():
+                values[o] = x[:, :, rows, cols]
         else:
             xpad = win.pad(x, -np.inf)
-            y = None
-            for _, rows, cols in win.offsets():
-                v = xpad[:, :, rows, cols]
-                y = v.copy() if y is None else xp.maximum(y, v, out=y)
-        self.xpad, self.y, self.idx = xpad, y, None
+            values = [xpad[:, :, rows, cols] for _, rows, cols in win.offsets()]  # strided views
+        if win.tiles and not small_tiles:  # large tiles (global pooling): one reduction
+            y = win.tiled(x).max(axis=(3, 5))
+        else:
+            y = values[0].copy()
+            for v in values[1:]:
+                xp.maximum(y, v, out=y)
+        self.values, self.y, self.idx = values, y, None
         if sink is None:
             return y
-        self.idx = _first_argmax(xpad, y, win)
+        self.idx = _first_argmax(values, y, win)
         kh, kw = win.k
         # Flat (h * W + w) positions in the unpadded input, as PyTorch returns them.
         oh = xp.arange(win.OH).reshape(-1, 1) * win.s[0] - win.p[0]
@@ -185,8 +193,10 @@ class MaxPool2d(Function):
         if self.idx is not None:  # the indices were returned: reuse them
             hits = [(o, rows, cols, self.idx == o) for o, rows, cols in win.offsets()]
         else:
-            hits = _first_max_hits(self.xpad, self.y, win)
-        gx = xp.zeros(self.xpad.shape, dtype=gy.dtype)
+            hits = _first_max_hits(self.values, self.y, win)
+        shape = (win.N, win.C) + win.padded
+        # Tiles cover every element exactly once, so each one is written below; else start from 0.
+        gx = (xp.empty if win.tiles else xp.zeros)(shape, dtype=gy.dtype)
         for _, rows, cols, hit in hits:
             if win.disjoint:
                 xp.multiply(gy, hit, out=gx[:, :, rows, cols])
