@@ -320,17 +320,27 @@ def test_im2col_in_two_steps_matches_the_window_copy(rng):
     assert not im2col._width_first_pays(im2col.make_geometry(32, 32, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)))
 
 
-def test_batch_chunks_cover_the_batch_in_near_equal_parts():
-    """The CPU lowers a batch in chunks of about batch_chunk images; no chunk is a small remainder."""
-    from ember.ops.conv_lowering import _chunks
+@pytest.mark.parametrize("threads", [1, 3])
+def test_batch_chunks_cover_the_batch_in_near_equal_parts(threads, monkeypatch):
+    """The CPU lowers a batch in chunks of at most batch_chunk images, near-equal in size, larger first
+    (no small remainder), and as many as the threads or a multiple of them (ember.parallel)."""
+    from ember import parallel
+    from ember.ops import conv_lowering
     from ember.ops.im2col import batch_chunk
 
-    for N, per_image in ((128, 29400), (128, 52224), (5, 10**9), (7, 1), (1, 10**6), (100, 1 << 18)):
-        chunks = _chunks(N, per_image, np)
+    monkeypatch.setattr(parallel, "workers", lambda: threads)
+    monkeypatch.delitem(parallel._state, "sharing", raising=False)
+    assert conv_lowering._chunks(4, 100, np) == ([(0, 4)], 1)  # too little work to share
+    for N, per_image in ((128, 29400), (128, 52224), (5, 10**9), (7, 1 << 16), (1, 10**6), (100, 1 << 18)):
+        chunks, used = conv_lowering._chunks(N, per_image, np)
         assert chunks[0][0] == 0 and chunks[-1][1] == N
         assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
         sizes = [b - a for a, b in chunks]
         assert max(sizes) <= batch_chunk(N, per_image) and max(sizes) - min(sizes) <= 1, (N, per_image, sizes)
         assert sizes == sorted(sizes, reverse=True)  # the first chunk sizes the reused buffers
-    assert [b - a for a, b in _chunks(128, 29400, np)] == [43, 43, 42]  # 44 per chunk fit: not 44, 44, 40
-    assert batch_chunk(128, 31207) == 42 and [b - a for a, b in _chunks(128, 31207, np)] == [32] * 4  # not 42 x 3 + 2
+        assert used in (1, threads) and (used == 1 or len(chunks) % used == 0 or len(chunks) == N), (N, sizes)
+    # (5, 10**9) was big enough to share: from then on every pass shares, small ones too.
+    assert conv_lowering._chunks(4, 100, np)[1] == threads
+    assert [b - a for a, b in conv_lowering._chunks(128, 29400, np)[0]] == [43, 43, 42]  # 44 fit: not 44, 44, 40
+    want = [32] * 4 if threads == 1 else [22, 22, 21, 21, 21, 21]  # 42 fit: not 42 x 3 + 2
+    assert batch_chunk(128, 31207) == 42 and [b - a for a, b in conv_lowering._chunks(128, 31207, np)[0]] == want

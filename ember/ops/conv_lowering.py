@@ -54,18 +54,34 @@ from ember.ops.im2col import (
     zero_pad,
 )
 from ember.ops.im2row import channels_last, from_nhwc, im2row, row2im, to_nhwc
+from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
 # ---- the three GEMM passes, shared by conv2d and conv_transpose2d ----------------------------------
-def _chunks(N: int, per_image: int, xp):
-    """(start, stop) of each chunk of images: on a GPU one batched GEMM over the whole batch is
-    best; on the CPU, cache-sized chunks (``batch_chunk``) of near-equal sizes, so that no chunk
-    is a small remainder whose GEMMs run short (128 images at 42 per chunk: 4 x 32, not 3 x 42 + 2)."""
-    B = N if xp is not np else batch_chunk(N, per_image)
-    n = -(-N // B)  # as many chunks as with B images each, sizes differing by at most one,
-    q, r = divmod(N, n)  # the larger ones first: the loops size their reused buffers by the first chunk
-    starts = [i * q + min(i, r) for i in range(n + 1)]
-    return list(zip(starts[:-1], starts[1:]))
+# Lowered floats from which a pass runs its chunks on several threads (ember.parallel), and
+# every pass after it: ResNet-20 (2.4-9.4M per pass at batch 128) and W4 (38M) gain 13-17%,
+# LeNet-5 (2.5-3.8M) measured 10% slower shared than on two BLAS threads, and stays so.
+SHARED_FROM = 4 << 20
+
+
+def _chunks(N: int, per_image: int, xp) -> tuple[list, int]:
+    """The chunks of images to lower one at a time, as (start, stop) pairs, and how many threads
+    to run them on (``ember.parallel``).
+
+    On a GPU: one batched GEMM over the whole batch, one thread. On the CPU: cache-sized chunks
+    (``batch_chunk``) of near-equal sizes, the larger first (the loops size their reused buffers
+    by their first chunk), so that no chunk is a small remainder whose GEMMs run short (128
+    images at 42 per chunk: 4 x 32, not 3 x 42 + 2); as many as the threads, or a multiple of
+    them, so that each thread gets the same work; one thread in a process whose passes have all
+    been too small to share (``ember.parallel.threads_for``).
+    """
+    if xp is not np:
+        return [(0, N)], 1
+    n = -(-N // batch_chunk(N, per_image))
+    threads = threads_for(N * per_image, SHARED_FROM)
+    if threads > 1:
+        n = min(N, -(-n // threads) * threads)
+    return [(p[0], p[-1] + 1) for p in split(list(range(N)), n)], threads
 
 
 def _scratch(buf, shape, dtype, xp):
@@ -201,40 +217,45 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
     Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
     wide = not rows and _wide(g, xp)
     out = xp.empty((N, g.OH, g.OW, OC) if rows else (N, OC, g.OH, g.OW), dtype=xpad.dtype)
-    buf = ybuf = tbuf = None
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, xpad.shape[3]) if wide else L)
-    for n0, n1 in _chunks(N, per_image, xp):
-        nb = n1 - n0
-        if slabs:
-            low, M = _width_rows(xpad[n0:n1], g, G, buf)
-            ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), xpad.dtype, xp)
-            tbuf, tmp = _scratch(tbuf, (M, G, OCg), xpad.dtype, xp)
-            for kh in range(g.KH):  # y += slab_kh @ w[kh], per group
-                s0 = kh * g.dh * g.OW
-                dst = yt[:M] if kh == 0 else tmp
-                xp.matmul(low[s0:s0 + M].transpose(1, 0, 2), wk[:, kh * KWC:(kh + 1) * KWC], out=dst.transpose(1, 0, 2))
-                if kh:
-                    yt[:M] += tmp
-            out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH]  # drop the rows that straddle two images
-        elif rows:
-            low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
-            yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
-            xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
-        elif wide:
-            low = im2col_wide(xpad[n0:n1], g, out=buf)  # (G*K, nb*Lw)
-            ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), xpad.dtype, xp)
-            xp.matmul(wkt, low.reshape(G, K, -1), out=yw)  # one GEMM per group for the whole chunk
-            y = wide_view(yw.reshape(OC, nb, -1), g, xpad.shape[3]).transpose(1, 0, 2, 3)
-            if b is None:
-                out[n0:n1] = y
-            else:  # the bias is added while the outputs are copied out
-                xp.add(y, b.reshape(-1, 1, 1), out=out[n0:n1])
-        else:
-            low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
-            xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
-        if b is not None and not wide:  # while the chunk is in cache
-            out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
-        buf = low if buf is None else buf
+
+    def work(chunks):  # one thread's share, with its own reused buffers
+        buf = ybuf = tbuf = None
+        for n0, n1 in chunks:
+            nb = n1 - n0
+            if slabs:
+                low, M = _width_rows(xpad[n0:n1], g, G, buf)
+                ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), xpad.dtype, xp)
+                tbuf, tmp = _scratch(tbuf, (M, G, OCg), xpad.dtype, xp)
+                for kh in range(g.KH):  # y += slab_kh @ w[kh], per group
+                    s0 = kh * g.dh * g.OW
+                    dst = yt[:M] if kh == 0 else tmp
+                    xp.matmul(low[s0:s0 + M].transpose(1, 0, 2), wk[:, kh * KWC:(kh + 1) * KWC],
+                              out=dst.transpose(1, 0, 2))
+                    if kh:
+                        yt[:M] += tmp
+                out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH]  # drop the rows that straddle two images
+            elif rows:
+                low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
+                yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
+                xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
+            elif wide:
+                low = im2col_wide(xpad[n0:n1], g, out=buf)  # (G*K, nb*Lw)
+                ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), xpad.dtype, xp)
+                xp.matmul(wkt, low.reshape(G, K, -1), out=yw)  # one GEMM per group for the whole chunk
+                y = wide_view(yw.reshape(OC, nb, -1), g, xpad.shape[3]).transpose(1, 0, 2, 3)
+                if b is None:
+                    out[n0:n1] = y
+                else:  # the bias is added while the outputs are copied out
+                    xp.add(y, b.reshape(-1, 1, 1), out=out[n0:n1])
+            else:
+                low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
+                xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
+            if b is not None and not wide:  # while the chunk is in cache
+                out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
+            buf = low if buf is None else buf
+
+    run_parts(work, *_chunks(N, per_image, xp))
     return out.transpose(0, 3, 1, 2) if rows else out
 
 
@@ -248,34 +269,42 @@ def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
     K = xpad.shape[3 if rows else 1] // G * g.KH * g.KW
-    gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
     Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
     wide, Wp = not rows and _wide(g, xp), xpad.shape[-1]
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
-    buf = gbuf = None
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
-    for n0, n1 in _chunks(N, per_image, xp):
-        nb = n1 - n0
-        if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
-            low, M = _width_rows(xpad[n0:n1], g, G, buf)
-            gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
-            gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
-            for kh in range(g.KH):
-                s0 = kh * g.dh * g.OW
-                gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
-        elif rows:
-            low = im2row(xpad[n0:n1], g, G, out=buf)
-            # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
-            gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
-        elif wide:  # the unused wide columns meet zeros in gy
-            low = im2col_wide(xpad[n0:n1], g, out=buf)
-            gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
-            gwk += low.reshape(G, K, -1) @ gyw.reshape(G, OCg, -1).swapaxes(-1, -2)
-        else:
-            low = im2col(xpad[n0:n1], g, out=buf)
-            # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
-            gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
-        buf = low if buf is None else buf
+
+    def work(chunks):  # one thread's share: its own buffers and its own partial sum
+        gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
+        buf = gbuf = None
+        for n0, n1 in chunks:
+            nb = n1 - n0
+            if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
+                low, M = _width_rows(xpad[n0:n1], g, G, buf)
+                gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
+                gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
+                for kh in range(g.KH):
+                    s0 = kh * g.dh * g.OW
+                    gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
+            elif rows:
+                low = im2row(xpad[n0:n1], g, G, out=buf)
+                # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
+                gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
+            elif wide:  # the unused wide columns meet zeros in gy
+                low = im2col_wide(xpad[n0:n1], g, out=buf)
+                gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
+                gwk += low.reshape(G, K, -1) @ gyw.reshape(G, OCg, -1).swapaxes(-1, -2)
+            else:
+                low = im2col(xpad[n0:n1], g, out=buf)
+                # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
+                gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
+            buf = low if buf is None else buf
+        return gwk
+
+    parts = run_parts(work, *_chunks(N, per_image, xp))
+    gwk = parts[0]
+    for part in parts[1:]:
+        gwk += part
     return gwk
 
 
@@ -292,26 +321,30 @@ def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
     wide, (Hp, Wp) = not rows and _wide(g, xp), padded_shape[-2:]
     gxpad = (xp.empty if wide else xp.zeros)(padded_shape, dtype=gy.dtype)  # wide chunks assign all of it
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
-    buf = gbuf = tbuf = None
-    for n0, n1 in _chunks(N, G * K * (Hp * Wp if wide else L), xp):
-        nb = n1 - n0
-        if rows:
-            buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
-            gyt = gyl[n0:n1].reshape(-1, G, OCg)
-            xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
-            row2im(low, g, gxpad[n0:n1])
-        elif wide:  # on whole planes (``col2im_planes``); gy's zeros in unused columns stay zeros
-            gbuf, gyw = _plane_gy(gyl, n0, n1, gbuf, g, (Hp, Wp))
-            buf, low = _scratch(buf, (G, K, gyw.shape[-1]), gy.dtype, xp)
-            xp.matmul(wk, gyw.reshape(G, OCg, -1), out=low)
-            tbuf, planes = _scratch(tbuf, (padded_shape[1], gyw.shape[-1]), gy.dtype, xp)
-            planes[...] = 0
-            col2im_planes(low.reshape(G * K, -1), g, Wp, planes)
-            gxpad[n0:n1] = planes.reshape(-1, nb, Hp, Wp).transpose(1, 0, 2, 3)
-        else:
-            buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
-            xp.matmul(wk, gyl[n0:n1].reshape(nb, G, OCg, L), out=low)
-            col2im(low.reshape(nb, G * K, L), g, gxpad[n0:n1])
+
+    def work(chunks):  # one thread's share, with its own reused buffers
+        buf = gbuf = tbuf = None
+        for n0, n1 in chunks:
+            nb = n1 - n0
+            if rows:
+                buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
+                gyt = gyl[n0:n1].reshape(-1, G, OCg)
+                xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))
+                row2im(low, g, gxpad[n0:n1])
+            elif wide:  # on whole planes (``col2im_planes``); gy's zeros in unused columns stay zeros
+                gbuf, gyw = _plane_gy(gyl, n0, n1, gbuf, g, (Hp, Wp))
+                buf, low = _scratch(buf, (G, K, gyw.shape[-1]), gy.dtype, xp)
+                xp.matmul(wk, gyw.reshape(G, OCg, -1), out=low)
+                tbuf, planes = _scratch(tbuf, (padded_shape[1], gyw.shape[-1]), gy.dtype, xp)
+                planes[...] = 0
+                col2im_planes(low.reshape(G * K, -1), g, Wp, planes)
+                gxpad[n0:n1] = planes.reshape(-1, nb, Hp, Wp).transpose(1, 0, 2, 3)
+            else:
+                buf, low = _scratch(buf, (nb, G, K, L), gy.dtype, xp)
+                xp.matmul(wk, gyl[n0:n1].reshape(nb, G, OCg, L), out=low)
+                col2im(low.reshape(nb, G * K, L), g, gxpad[n0:n1])
+
+    run_parts(work, *_chunks(N, G * K * (Hp * Wp if wide else L), xp))
     return gxpad
 
 
@@ -319,9 +352,12 @@ def _bias_grad(gy):
     """Sum gy (N, OC, OH, OW) over all but the channel axis, reading memory in order."""
     N, OC = gy.shape[:2]
     xp = xp_of(gy)
-    if is_channels_last(gy):  # (N*OH*OW, OC) rows: their sum is a GEMV (4x faster than sum(axis=0))
-        rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)
-        return xp.ones(rows.shape[0], dtype=gy.dtype) @ rows
-    # NCHW: sum each contiguous pixel plane by a GEMV (5x faster than sum(axis=2)), then the batch
-    planes = xp.ascontiguousarray(gy).reshape(N * OC, -1)
-    return (planes @ xp.ones(planes.shape[1], dtype=gy.dtype)).reshape(N, OC).sum(axis=0)
+    # One BLAS thread: a multi-threaded GEMV would leave OpenBLAS threads spinning into the
+    # parallel loops that follow (ember.parallel).
+    with one_blas_thread():
+        if is_channels_last(gy):  # (N*OH*OW, OC) rows: their sum is a GEMV (4x faster than sum(axis=0))
+            rows = gy.transpose(0, 2, 3, 1).reshape(-1, OC)
+            return xp.ones(rows.shape[0], dtype=gy.dtype) @ rows
+        # NCHW: sum each contiguous pixel plane by a GEMV (5x faster than sum(axis=2)), then the batch
+        planes = xp.ascontiguousarray(gy).reshape(N * OC, -1)
+        return (planes @ xp.ones(planes.shape[1], dtype=gy.dtype)).reshape(N, OC).sum(axis=0)

@@ -1,0 +1,115 @@
+"""Data parallelism for the CPU convolutions: each core lowers and multiplies its own chunks.
+
+A lowered convolution alternates two kinds of work per chunk of images: a NumPy copy (the
+lowering), which runs on the calling thread, and a GEMM, which OpenBLAS splits across its
+threads. With 2 BLAS threads, half of every chunk is written by one core and multiplied on
+the other, and the copies use one core only. ``run_parts`` instead hands each thread its own
+contiguous share of the chunks, with one BLAS thread per GEMM, as PyTorch's OpenMP loops do:
+a chunk stays on one core from copy to GEMM, and the copies run in parallel too. NumPy
+releases the GIL inside copies and BLAS calls, so plain Python threads suffice. Measured on
+2 cores (bench/bench_conv.py's W4, forward + backward of a 64->64 3x3 convolution on
+64x64x32x32): 59.9 -> 50.7 ms; ResNet-20 training step 254 -> 238 ms.
+
+Small convolutions (LeNet-5's) run their chunks in turn: starting threads and switching BLAS
+costs more than they save there (conv_lowering._chunks decides).
+
+One hazard: after a multi-threaded BLAS call, OpenBLAS's idle threads keep spinning for a
+while (~0.1 s by default) before they sleep, and a spinning thread takes a core from the
+workers (W4 with its bias gradient computed by a 2-thread GEMV right before: 60 -> 88 ms).
+ember's own BLAS calls next to the parallel loops therefore run on one BLAS thread
+(``one_blas_thread``); ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment makes idle OpenBLAS
+threads sleep at once, for programs that mix in large BLAS calls of their own.
+
+The number of threads is the BLAS library's own thread count when ``run_parts`` is called
+(set it as usual: OPENBLAS_NUM_THREADS, threadpoolctl); with one thread, or without
+threadpoolctl to switch BLAS to one thread per call, the parts run one after another.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+_state: dict = {}  # "blas": the BLAS thread controllers (found on first use), "pool": the workers
+_region = threading.Lock()  # one parallel region at a time; a second caller runs its parts itself
+
+
+def _blas_controllers() -> list:
+    """threadpoolctl's controllers of the BLAS libraries NumPy loaded ([] when unavailable)."""
+    if "blas" not in _state:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _state["blas"] = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+        except Exception:  # not installed, or an unknown BLAS: run the parts sequentially
+            _state["blas"] = []
+    return _state["blas"]
+
+
+def workers() -> int:
+    """How many threads ``run_parts`` would use now: the BLAS thread count (1 without control over it)."""
+    blas = _blas_controllers()
+    return max(1, min(c.get_num_threads() for c in blas)) if blas else 1
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the enclosed BLAS calls on one thread, so that no BLAS thread is left spinning."""
+    blas = _blas_controllers()
+    before = [c.get_num_threads() for c in blas]
+    for c in blas:
+        c.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for c, n in zip(blas, before):
+            c.set_num_threads(n)
+
+
+def threads_for(size: int, share_from: int) -> int:
+    """Threads for one pass of ``size`` units of work: ``workers()`` from ``share_from`` on, and
+    for every pass after the first such one (a pass left on two BLAS threads would leave
+    OpenBLAS spinning into the shared ones next to it); 1 in a process that never saw one."""
+    if size >= share_from:
+        _state["sharing"] = True
+    return workers() if _state.get("sharing") else 1
+
+
+def split(items: list, parts: int) -> list:
+    """``items`` cut into ``parts`` contiguous runs of near-equal length (the first ones longer)."""
+    q, r = divmod(len(items), parts)
+    starts = [i * q + min(i, r) for i in range(parts + 1)]
+    return [items[a:b] for a, b in zip(starts[:-1], starts[1:])]
+
+
+def run_parts(work, items: list, threads: int) -> list:
+    """``[work(part) for part in split(items, threads)]``, the parts on ``threads`` threads at once.
+
+    Unless ``threads`` is 1, BLAS uses one thread per call meanwhile (each part's GEMMs stay on
+    its core; also when a single part runs on the calling thread) and is restored afterwards. ``work`` must write only to memory no other part touches and return its
+    partial results (sums are added up by the caller, in part order, so results are
+    deterministic). With one thread, or while another region runs, the parts run in turn.
+    """
+    if threads < 2:
+        return [work(items)]
+    parts = [p for p in split(items, min(threads, len(items))) if p]
+    with one_blas_thread():
+        if len(parts) < 2 or not _region.acquire(blocking=False):
+            return [work(p) for p in parts]
+        try:
+            # The calling thread takes the first part itself: one thread fewer to wake and wait for.
+            futures = [_pool(len(parts) - 1).submit(work, p) for p in parts[1:]]
+            first = work(parts[0])
+            return [first] + [f.result() for f in futures]
+        finally:
+            _region.release()
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """The worker threads (at least ``size``), made on first use and again in a forked child."""
+    if _state.get("pool_size", 0) < size or _state.get("pid") != os.getpid():
+        if "pool" in _state and _state.get("pid") == os.getpid():
+            _state["pool"].shutdown(wait=False)
+        _state.update(pool=ThreadPoolExecutor(size, thread_name_prefix="ember-chunks"), pool_size=size,
+                      pid=os.getpid())
+    return _state["pool"]

@@ -1,0 +1,101 @@
+"""ember.parallel: CPU convolution chunks shared among threads, BLAS at one thread meanwhile."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember import parallel
+from ember.ops import conv_lowering
+
+torch = pytest.importorskip("torch")
+
+
+def test_split_keeps_order_and_balances():
+    items = list(range(10))
+    parts = parallel.split(items, 3)
+    assert parts == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert parallel.split(items, 1) == [items]
+    assert sum(parallel.split(items, 4), []) == items
+
+
+def _blas_threads():
+    return [c.get_num_threads() for c in parallel._blas_controllers()]
+
+
+def test_run_parts_runs_parts_on_threads_in_order_and_restores_blas():
+    before = _blas_threads()
+    seen = []
+
+    def work(part):
+        seen.append((threading.current_thread().name, _blas_threads()))
+        return sum(part)
+
+    assert parallel.run_parts(work, list(range(10)), 2) == [sum(range(5)), sum(range(5, 10))]
+    assert _blas_threads() == before
+    if parallel._blas_controllers():  # with threadpoolctl: the caller and a worker, BLAS on one thread
+        names = {name for name, _ in seen}
+        caller = threading.current_thread().name
+        assert caller in names and len(names) == 2 and all(n.startswith("ember-chunks") for n in names - {caller})
+        assert all(all(n == 1 for n in counts) for _, counts in seen)
+
+
+def test_run_parts_propagates_errors_and_stays_usable():
+    before = _blas_threads()
+
+    def work(part):
+        if 3 in part:
+            raise ValueError("part with 3")
+        return len(part)
+
+    with pytest.raises(ValueError, match="part with 3"):
+        parallel.run_parts(work, list(range(6)), 2)
+    assert _blas_threads() == before
+    assert parallel.run_parts(len, list(range(6)), 2) == [3, 3]  # the region lock was released
+
+
+def test_threads_for_shares_every_pass_after_the_first_big_one(monkeypatch):
+    monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.delitem(parallel._state, "sharing", raising=False)
+    assert parallel.threads_for(10, 100) == 1
+    assert parallel.threads_for(100, 100) == 2
+    assert parallel.threads_for(10, 100) == 2  # a small pass next to shared ones shares too
+
+
+def test_run_parts_runs_in_turn_while_another_region_is_active():
+    names = []
+    with parallel._region:  # as if another thread were inside a parallel region
+        parallel.run_parts(lambda p: names.append(threading.current_thread().name), [1, 2, 3, 4], 2)
+    assert names == [threading.current_thread().name] * 2
+
+
+@pytest.mark.parametrize("rows", [True, False], ids=["rows", "columns"])
+def test_parallel_chunks_give_the_sequential_results(rows, monkeypatch):
+    """Force sharing on small convolutions (every lowering: rows, slabs, columns, wide grid, the three
+    passes) and compare with the sequential run: forward equal, gradients equal up to summation order."""
+    from ember.ops import conv
+
+    rng = np.random.default_rng(0)
+    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: rows)
+    monkeypatch.setattr(conv_lowering.batch_chunk, "__defaults__", (4000,))  # several chunks per pass
+    monkeypatch.setattr(conv_lowering, "SHARED_FROM", 0)
+    monkeypatch.delitem(parallel._state, "sharing", raising=False)
+    cases = [((7, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),          # rows with slabs / wide columns
+             ((6, 16, 9, 9), (32, 16, 3, 3), dict(padding=1, stride=2)),  # full rows / plain columns, col2im
+             ((5, 16, 20, 20), (8, 16, 3, 3), dict(padding=1))]           # data gradient as a convolution
+    for xs, ws, kw in cases:
+        x, w = rng.standard_normal(xs).astype(np.float32), (rng.standard_normal(ws) * 0.1).astype(np.float32)
+        b = rng.standard_normal(ws[0]).astype(np.float32)
+        results = []
+        for threads in (1, 3):
+            monkeypatch.setattr(parallel, "workers", lambda t=threads: t)
+            ts = [ember.Tensor(a, requires_grad=True) for a in (x, w, b)]
+            y = F.conv2d(*ts, **kw)
+            y.backward(ember.Tensor(np.cos(np.arange(y.numel(), dtype=np.float32)).reshape(y.shape)))
+            results.append([y.data] + [t.grad.data for t in ts])
+        np.testing.assert_array_equal(results[0][0], results[1][0])
+        for seq, par in zip(results[0][1:], results[1][1:]):
+            np.testing.assert_allclose(par, seq, rtol=1e-5, atol=1e-5)
