@@ -59,10 +59,11 @@ def test_run_parts_propagates_errors_and_stays_usable():
 
 def test_threads_for_shares_every_pass_after_the_first_big_one(monkeypatch):
     monkeypatch.setattr(parallel, "workers", lambda: 2)
+    monkeypatch.setattr(parallel, "SHARE_FROM", 100)
     monkeypatch.delitem(parallel._state, "sharing", raising=False)
-    assert parallel.threads_for(10, 100) == 1
-    assert parallel.threads_for(100, 100) == 2
-    assert parallel.threads_for(10, 100) == 2  # a small pass next to shared ones shares too
+    assert parallel.threads_for(10) == 1
+    assert parallel.threads_for(100) == 2
+    assert parallel.threads_for(10) == 2  # a small pass next to shared ones shares too
 
 
 def test_run_parts_runs_in_turn_while_another_region_is_active():
@@ -81,7 +82,7 @@ def test_parallel_chunks_give_the_sequential_results(rows, monkeypatch):
     rng = np.random.default_rng(0)
     monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: rows)
     monkeypatch.setattr(conv_lowering.batch_chunk, "__defaults__", (4000,))  # several chunks per pass
-    monkeypatch.setattr(conv_lowering, "SHARED_FROM", 0)
+    monkeypatch.setattr(parallel, "SHARE_FROM", 0)
     monkeypatch.delitem(parallel._state, "sharing", raising=False)
     cases = [((7, 8, 12, 12), (16, 8, 3, 3), dict(padding=1)),          # rows with slabs / wide columns
              ((6, 16, 9, 9), (32, 16, 3, 3), dict(padding=1, stride=2)),  # full rows / plain columns, col2im
@@ -99,3 +100,18 @@ def test_parallel_chunks_give_the_sequential_results(rows, monkeypatch):
         np.testing.assert_array_equal(results[0][0], results[1][0])
         for seq, par in zip(results[0][1:], results[1][1:]):
             np.testing.assert_allclose(par, seq, rtol=1e-5, atol=1e-5)
+
+
+def test_to_nhwc_shared_among_threads_matches_one_copy(monkeypatch, rng):
+    """The padded channels-last copy that precedes a convolution is cut into runs of images per thread."""
+    from ember.ops.im2row import channels_last, to_nhwc
+
+    monkeypatch.setattr(parallel, "workers", lambda: 3)
+    monkeypatch.setattr(parallel, "SHARE_FROM", 0)
+    for shape in ((5, 64, 32, 32), (4, 3, 7, 9), (1, 8, 5, 5)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        for pads in ((0, 0, 0, 0), (1, 2, 0, 3)):
+            t, b, l, r = pads
+            ref = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (t, b), (l, r), (0, 0)))
+            np.testing.assert_array_equal(to_nhwc(x, pads), ref)
+            np.testing.assert_array_equal(to_nhwc(channels_last(x), pads), ref)

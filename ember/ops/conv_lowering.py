@@ -58,12 +58,6 @@ from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
 # ---- the three GEMM passes, shared by conv2d and conv_transpose2d ----------------------------------
-# Lowered floats from which a pass runs its chunks on several threads (ember.parallel), and
-# every pass after it: ResNet-20 (2.4-9.4M per pass at batch 128) and W4 (38M) gain 13-17%,
-# LeNet-5 (2.5-3.8M) measured 10% slower shared than on two BLAS threads, and stays so.
-SHARED_FROM = 4 << 20
-
-
 def _chunks(N: int, per_image: int, xp) -> tuple[list, int]:
     """The chunks of images to lower one at a time, as (start, stop) pairs, and how many threads
     to run them on (``ember.parallel``).
@@ -78,7 +72,7 @@ def _chunks(N: int, per_image: int, xp) -> tuple[list, int]:
     if xp is not np:
         return [(0, N)], 1
     n = -(-N // batch_chunk(N, per_image))
-    threads = threads_for(N * per_image, SHARED_FROM)
+    threads = threads_for(N * per_image)
     if threads > 1:
         n = min(N, -(-n // threads) * threads)
     return [(p[0], p[-1] + 1) for p in split(list(range(N)), n)], threads
