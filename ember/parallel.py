@@ -81,6 +81,23 @@ def threads_for(size: int) -> int:
     return workers() if _state.get("sharing") else 1
 
 
+# Floats from which an elementwise pass is cut among threads (``for_slices``): below it, the
+# ~70 us of waking a thread cost more than half the pass saves (batch norm on 0.5M floats: even).
+SLICE_FROM = 1 << 20
+
+
+def for_slices(fn, n: int, size: int) -> None:
+    """Call ``fn(slice)`` on runs of ``range(n)`` (the rows of an array) covering it, on several
+    threads when the process already shares its convolutions (``threads_for``) and the pass moves
+    at least ``SLICE_FROM`` floats (``size``); else once, with ``slice(0, n)``. For elementwise
+    passes next to the shared convolutions (ReLU, batch norm's): each thread works on its own
+    rows. Batch norm on (128, 16, 32, 32), forward + backward: 4.13 -> 3.39 ms."""
+    if n < 2 or size < SLICE_FROM or not _state.get("sharing"):
+        fn(slice(0, n))
+        return
+    run_parts(lambda part: fn(slice(part[0], part[-1] + 1)), list(range(n)), workers())
+
+
 def split(items: list, parts: int) -> list:
     """``items`` cut into ``parts`` contiguous runs of near-equal length (the first ones longer)."""
     q, r = divmod(len(items), parts)

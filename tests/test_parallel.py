@@ -115,3 +115,34 @@ def test_to_nhwc_shared_among_threads_matches_one_copy(monkeypatch, rng):
             ref = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (t, b), (l, r), (0, 0)))
             np.testing.assert_array_equal(to_nhwc(x, pads), ref)
             np.testing.assert_array_equal(to_nhwc(channels_last(x), pads), ref)
+
+
+def test_relu_and_batch_norm_shared_by_rows_match_one_pass(monkeypatch, rng):
+    """ReLU and batch norm's elementwise passes run on runs of rows once convolutions share: same values."""
+    from ember.ops.im2row import channels_last
+
+    x = rng.standard_normal((6, 8, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    results, shared = [], []
+    real_run_parts = parallel.run_parts
+    monkeypatch.setattr(parallel, "run_parts", lambda work, items, threads: (
+        shared.append(threads), real_run_parts(work, items, threads))[1])
+    for sharing in (False, True):
+        monkeypatch.setattr(parallel, "workers", lambda: 3)
+        monkeypatch.setattr(parallel, "SLICE_FROM", 0)
+        if sharing:
+            monkeypatch.setitem(parallel._state, "sharing", True)
+        else:
+            monkeypatch.delitem(parallel._state, "sharing", raising=False)
+        out = []
+        for data in (x, channels_last(x)):
+            t = ember.Tensor(data, requires_grad=True)
+            w, b = ember.Tensor(np.linspace(0.5, 2, 8, dtype=np.float32), requires_grad=True), ember.Tensor(
+                np.linspace(-1, 1, 8, dtype=np.float32), requires_grad=True)
+            y = F.relu(F.batch_norm(t, None, None, w, b, training=True))
+            y.backward(ember.Tensor(gy))
+            out += [y.data, t.grad.data, w.grad.data, b.grad.data]
+        results.append(out)
+    assert shared.count(3) >= 6  # relu fwd/bwd and batch norm's passes, each cut in three
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

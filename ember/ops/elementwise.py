@@ -17,6 +17,7 @@ from ember.backend import to_device as _to_device
 from ember.errors import ShapeError
 from ember.ops import cuda_kernels
 from ember.ops.convert import astype, clone, to_device  # noqa: F401  (re-exported: part of this family's API)
+from ember.parallel import for_slices
 from ember.tensor import Tensor
 
 __all__ = [
@@ -333,14 +334,28 @@ class Relu(Function):
         if cuda_kernels.fits(x):  # GPU: output and mask in one launch
             y, self.mask = cuda_kernels.relu_forward(x)
             return y
-        self.mask = x > 0
-        return xp_of(x).maximum(x, 0)  # not x * mask: -inf * 0 would give nan
+        xp = xp_of(x)
+        if xp is not np or x.ndim == 0:
+            self.mask = x > 0
+            return xp.maximum(x, 0)  # not x * mask: -inf * 0 would give nan
+        y, self.mask = np.empty_like(x), np.empty_like(x, dtype=bool)  # in x's memory order
+
+        def part(n):  # images n of the batch (several threads on large arrays: ember.parallel)
+            np.greater(x[n], 0, out=self.mask[n])
+            np.maximum(x[n], 0, out=y[n])
+
+        for_slices(part, len(x), x.size)
+        return y
 
     def backward(self, gy):
         # The gradient takes x's memory order (the mask's), so a channels-last network's
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
         xp = xp_of(gy)
-        return xp.multiply(gy, self.mask, out=xp.empty_like(self.mask, dtype=gy.dtype))
+        gx = xp.empty_like(self.mask, dtype=gy.dtype)
+        if xp is not np or gy.ndim == 0:
+            return xp.multiply(gy, self.mask, out=gx)
+        for_slices(lambda n: np.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
+        return gx
 
 
 def relu(x: Tensor) -> Tensor:

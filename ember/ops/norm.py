@@ -33,6 +33,7 @@ from ember.errors import ShapeError
 from ember.ops import cuda_kernels
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape, sum_to
+from ember.parallel import for_slices
 from ember.tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "local_response_norm"]
@@ -49,6 +50,12 @@ def _sum(xp, axes: tuple, *arrays):
     out = "".join(c for i, c in enumerate(ins) if i not in axes)
     r = xp.einsum(",".join([ins] * len(arrays)) + "->" + out, *arrays)
     return r.reshape([1 if i in axes else n for i, n in enumerate(a.shape)])
+
+
+def _rows(a, n):
+    """Rows n of an operand that broadcasts against the working array: a[n] when it has one row per
+    row of the array, itself when it has a single row (per-channel vectors)."""
+    return a[n] if a.ndim and a.shape[0] > 1 else a
 
 
 class _ChannelRows:
@@ -120,10 +127,14 @@ class Normalize(Function):
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
         else:
+            # The elementwise passes run on runs of rows (axis 0), shared among threads next to
+            # shared convolutions (ember.parallel.for_slices); the sums stay whole.
             m = x.dtype.type(self.count)
+            xhat, y = xp.empty_like(x), xp.empty_like(x)
             if stats is None:
                 mean = self._total(_sum(xp, axes, x)) / m
-                xhat = x - (self.cr.tile(mean) if self.cr else mean)
+                centre = self.cr.tile(mean) if self.cr else mean
+                for_slices(lambda n: xp.subtract(x[n], _rows(centre, n), out=xhat[n]), len(x), x.size)
                 var = self._total(_sum(xp, axes, xhat, xhat)) / m
                 if sink is not None:
                     sink["mean"], sink["var"] = mean, var
@@ -131,12 +142,19 @@ class Normalize(Function):
                     var = self.cr.tile(var)
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
-                xhat = x - mean
+                for_slices(lambda n: xp.subtract(x[n], _rows(mean, n), out=xhat[n]), len(x), x.size)
             invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
-            xhat *= invstd
-            y = xhat * w if w is not None else xhat.copy()
-            if b is not None:
-                y += b
+
+            def affine(n):
+                xhat[n] *= _rows(invstd, n)
+                if w is not None:
+                    xp.multiply(xhat[n], _rows(w, n), out=y[n])
+                else:
+                    y[n] = xhat[n]
+                if b is not None:
+                    y[n] += _rows(b, n)
+
+            for_slices(affine, len(x), x.size)
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
         return self._out(y)
@@ -158,10 +176,15 @@ class Normalize(Function):
             if self.batch_stats and xp is not np and cuda_kernels.fits(gh, xhat):  # GPU: one fused launch
                 cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)
             elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
-                xp.multiply(xhat, s2 / m, out=gx)
-                gx += s1 / m
-                xp.subtract(gh, gx, out=gx)
-                gx *= scale
+                k1, k2 = s1 / m, s2 / m
+
+                def part(n):  # runs of rows, shared among threads as in forward
+                    xp.multiply(xhat[n], _rows(k2, n), out=gx[n])
+                    gx[n] += _rows(k1, n)
+                    xp.subtract(_rows(gh, n), gx[n], out=gx[n])
+                    gx[n] *= _rows(scale, n)
+
+                for_slices(part, len(gx), gx.size)
             else:  # fixed statistics (eval-mode batch norm): only the affine map remains
                 xp.multiply(gh, scale, out=gx)
             grads.append(self._out(gx))
