@@ -119,8 +119,11 @@ def test_to_nhwc_shared_among_threads_matches_one_copy(monkeypatch, rng):
 
 def test_relu_and_batch_norm_shared_by_rows_match_one_pass(monkeypatch, rng):
     """ReLU and batch norm's elementwise passes run on runs of rows once convolutions share: same values."""
+    from ember.backend import xp_of
     from ember.ops.im2row import channels_last
 
+    if xp_of(np.zeros(1)) is not np:
+        pytest.skip("arrays take the GPU branch here (tests.cuda_emulator): fused kernels, no row passes")
     x = rng.standard_normal((6, 8, 5, 5)).astype(np.float32)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     results, shared = [], []
