@@ -7,18 +7,21 @@ the other, and the copies use one core only. ``run_parts`` instead hands each th
 contiguous share of the chunks, with one BLAS thread per GEMM, as PyTorch's OpenMP loops do:
 a chunk stays on one core from copy to GEMM, and the copies run in parallel too. NumPy
 releases the GIL inside copies and BLAS calls, so plain Python threads suffice. Measured on
-2 cores (bench/bench_conv.py's W4, forward + backward of a 64->64 3x3 convolution on
-64x64x32x32): 59.9 -> 50.7 ms; ResNet-20 training step 254 -> 238 ms.
+2 cores, alternating both ways inside one process (bench/bench_conv.py's W4, forward + backward
+of a 64->64 3x3 convolution on 64x64x32x32): 57-60 -> 50-51 ms, and 47.7 with the padded
+copies shared too (ember.ops.im2row.to_nhwc); ResNet-20 training step ~255 -> ~229 ms.
 
-Small convolutions (LeNet-5's) run their chunks in turn: starting threads and switching BLAS
-costs more than they save there (conv_lowering._chunks decides).
+Small convolutions (LeNet-5's) run their chunks in turn on 2 BLAS threads: waking a thread
+(~70 us here) costs more than sharing saves there (``threads_for`` decides).
 
 One hazard: after a multi-threaded BLAS call, OpenBLAS's idle threads keep spinning for a
 while (~0.1 s by default) before they sleep, and a spinning thread takes a core from the
 workers (W4 with its bias gradient computed by a 2-thread GEMV right before: 60 -> 88 ms).
-ember's own BLAS calls next to the parallel loops therefore run on one BLAS thread
-(``one_blas_thread``); ``OPENBLAS_THREAD_TIMEOUT=4`` in the environment makes idle OpenBLAS
-threads sleep at once, for programs that mix in large BLAS calls of their own.
+So once a process has shared one pass, every later convolution pass is shared too
+(``threads_for``), and ember's other BLAS calls next to them run on one BLAS thread
+(``one_blas_thread``: the bias gradient's GEMV). ``OPENBLAS_THREAD_TIMEOUT=4`` in the
+environment makes idle OpenBLAS threads sleep at once, for programs that mix in large BLAS
+calls of their own.
 
 The number of threads is the BLAS library's own thread count when ``run_parts`` is called
 (set it as usual: OPENBLAS_NUM_THREADS, threadpoolctl); with one thread, or without
