@@ -335,14 +335,14 @@ class Relu(Function):
             y, self.mask = cuda_kernels.relu_forward(x)
             return y
         xp = xp_of(x)
-        if xp is not np or x.ndim == 0:
+        if x.ndim == 0:
             self.mask = x > 0
-            return xp.maximum(x, 0)  # not x * mask: -inf * 0 would give nan
-        y, self.mask = np.empty_like(x), np.empty_like(x, dtype=bool)  # in x's memory order
+            return xp.maximum(x, 0)
+        y, self.mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)  # in x's memory order
 
-        def part(n):  # images n of the batch (several threads on large arrays: ember.parallel)
-            np.greater(x[n], 0, out=self.mask[n])
-            np.maximum(x[n], 0, out=y[n])
+        def part(n):  # runs of images, several threads next to shared convolutions (ember.parallel)
+            xp.greater(x[n], 0, out=self.mask[n])
+            xp.maximum(x[n], 0, out=y[n])  # not x * mask: -inf * 0 would give nan
 
         for_slices(part, len(x), x.size)
         return y
@@ -352,9 +352,9 @@ class Relu(Function):
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
         xp = xp_of(gy)
         gx = xp.empty_like(self.mask, dtype=gy.dtype)
-        if xp is not np or gy.ndim == 0:
+        if gy.ndim == 0:
             return xp.multiply(gy, self.mask, out=gx)
-        for_slices(lambda n: np.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
+        for_slices(lambda n: xp.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
         return gx
 
 
