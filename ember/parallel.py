@@ -49,24 +49,50 @@ def _blas_controllers() -> list:
     return _state["blas"]
 
 
+_blas_lock = threading.Lock()  # guards the count of open ``one_blas_thread`` blocks and the saved counts
+
+
 def workers() -> int:
-    """How many threads ``run_parts`` would use now: the BLAS thread count (1 without control over it)."""
+    """How many threads ``run_parts`` would use now: the BLAS thread count (1 without control over
+    it), as set outside any ``one_blas_thread`` block."""
     blas = _blas_controllers()
-    return max(1, min(c.get_num_threads() for c in blas)) if blas else 1
+    if not blas:
+        return 1
+    with _blas_lock:
+        counts = _state["blas_before"] if _state.get("blas_depth") else [c.get_num_threads() for c in blas]
+    return max(1, min(counts))
 
 
 @contextlib.contextmanager
 def one_blas_thread():
-    """Run the enclosed BLAS calls on one thread, so that no BLAS thread is left spinning."""
+    """Run the enclosed BLAS calls on one thread, so that no BLAS thread is left spinning.
+
+    BLAS's thread count is process-wide: blocks opened by several threads at once share one
+    switch, made by the first to enter and undone by the last to leave."""
     blas = _blas_controllers()
-    before = [c.get_num_threads() for c in blas]
-    for c in blas:
-        c.set_num_threads(1)
+    with _blas_lock:
+        if not _state.get("blas_depth"):
+            _state["blas_before"] = [c.get_num_threads() for c in blas]
+            _set_blas_threads(blas, [1] * len(blas))
+        _state["blas_depth"] = _state.get("blas_depth", 0) + 1
     try:
         yield
     finally:
-        for c, n in zip(blas, before):
-            c.set_num_threads(n)
+        with _blas_lock:
+            _state["blas_depth"] -= 1
+            if not _state["blas_depth"]:
+                _set_blas_threads(blas, _state["blas_before"])
+
+
+def _set_blas_threads(blas: list, counts: list) -> None:
+    """Set each BLAS library's thread count from whichever thread calls: threadpoolctl lets only
+    one "controlling" thread change OpenBLAS's process-wide count and silently ignores the others,
+    so the claim is released first (``one_blas_thread`` serializes the callers)."""
+    for c, n in zip(blas, counts):
+        release = getattr(type(c), "clear_controlling_thread", None)
+        if release is not None:
+            release(force=True)
+        c.set_num_threads(n)
 
 
 # Floats of work (lowered or copied) from which a pass runs on several threads, and every pass

@@ -149,3 +149,29 @@ def test_relu_and_batch_norm_shared_by_rows_match_one_pass(monkeypatch, rng):
     assert shared.count(3) >= 6  # relu fwd/bwd and batch norm's passes, each cut in three
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_one_blas_thread_blocks_from_two_threads_restore_the_count():
+    """BLAS's thread count is process-wide: overlapping blocks from two threads must leave it as it was."""
+    before = _blas_threads()
+    inside, done = threading.Barrier(2), threading.Barrier(2)
+    seen = []
+
+    def user(first: bool):
+        with parallel.one_blas_thread():
+            inside.wait()  # both blocks open at once
+            seen.append(_blas_threads())
+            if first:
+                done.wait()  # the first to leave waits until the other is about to leave too
+        if not first:
+            done.wait()
+
+    threads = [threading.Thread(target=user, args=(i == 0,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _blas_threads() == before
+    if parallel._blas_controllers():
+        assert all(all(n == 1 for n in counts) for counts in seen), seen
+        assert parallel.workers() == min(before)
