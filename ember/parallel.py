@@ -32,9 +32,12 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
-_state: dict = {}  # "blas": the BLAS thread controllers (found on first use), "pool": the workers
+# "blas": the BLAS controllers (found on first use); "blas_depth", "blas_before": open
+# one_blas_thread blocks and the counts to restore; "sharing": set by threads_for; "pool",
+# "pool_size", "pid": the worker threads and the process that made them.
+_state: dict = {}
 _region = threading.Lock()  # one parallel region at a time; a second caller runs its parts itself
 
 
@@ -140,9 +143,10 @@ def run_parts(work, items: list, threads: int) -> list:
     """``[work(part) for part in split(items, threads)]``, the parts on ``threads`` threads at once.
 
     Unless ``threads`` is 1, BLAS uses one thread per call meanwhile (each part's GEMMs stay on
-    its core; also when a single part runs on the calling thread) and is restored afterwards. ``work`` must write only to memory no other part touches and return its
-    partial results (sums are added up by the caller, in part order, so results are
-    deterministic). With one thread, or while another region runs, the parts run in turn.
+    its core; also when a single part runs on the calling thread) and is restored afterwards.
+    ``work`` must write only to memory no other part touches and return its partial results
+    (sums are added up by the caller, in part order, so results are deterministic). While
+    another region runs, the parts run in turn on the calling thread.
     """
     if threads < 2:
         return [work(items)]
@@ -153,7 +157,10 @@ def run_parts(work, items: list, threads: int) -> list:
         try:
             # The calling thread takes the first part itself: one thread fewer to wake and wait for.
             futures = [_pool(len(parts) - 1).submit(work, p) for p in parts[1:]]
-            first = work(parts[0])
+            try:
+                first = work(parts[0])
+            finally:
+                wait(futures)  # no part outlives the region, even when the first one raised
             return [first] + [f.result() for f in futures]
         finally:
             _region.release()

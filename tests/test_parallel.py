@@ -175,3 +175,19 @@ def test_one_blas_thread_blocks_from_two_threads_restore_the_count():
     if parallel._blas_controllers():
         assert all(all(n == 1 for n in counts) for counts in seen), seen
         assert parallel.workers() == min(before)
+
+
+def test_run_parts_waits_for_the_other_parts_when_the_first_raises():
+    finished = []
+
+    def work(part):
+        if part[0] == 0:
+            raise RuntimeError("first part")
+        threading.Event().wait(0.05)  # still running when the first part has already failed
+        finished.append(part)
+        return part
+
+    with pytest.raises(RuntimeError, match="first part"):
+        parallel.run_parts(work, [0, 1], 2)
+    if parallel._blas_controllers():
+        assert finished == [[1]]  # the region ended only after the worker's part
