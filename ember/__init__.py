@@ -10,9 +10,10 @@ from ember.backend import Device as device
 from ember.random import Generator, manual_seed
 from ember.factories import *  # noqa: F401,F403
 from ember.ops.elementwise import (  # noqa: F401
-    abs, add, clamp, clip, cos, div, exp, log, log1p, maximum, minimum, mul, neg, pow, relu, rsqrt, sigmoid,
-    sign, sin, sqrt, square, sub, tanh, where,
+    abs, add, clamp, clip, cos, div, exp, log, log1p, maximum, minimum, mul, neg, pow, rsqrt, sign, sin, sqrt,
+    square, sub, where,
 )
+from ember.ops.activation import relu, sigmoid, tanh  # noqa: F401
 from ember.ops.compare import eq, ge, gt, isfinite, isnan, le, lt, ne  # noqa: F401
 from ember.ops.linalg import bmm, dot, matmul, mm, outer  # noqa: F401
 from ember.ops.reduce import (  # noqa: F401

@@ -306,6 +306,7 @@ _autograd.Tensor = Tensor  # Function.apply builds outputs without an import per
 
 # Operators and methods are attached from the op modules (at the bottom to avoid an
 # import cycle: the ops import Tensor).
+from ember.ops import activation as _activation  # noqa: E402
 from ember.ops import compare as _compare  # noqa: E402
 from ember.ops import elementwise as _elementwise  # noqa: E402
 from ember.ops import linalg as _linalg  # noqa: E402
@@ -314,7 +315,7 @@ from ember.ops import shape as _shape  # noqa: E402
 
 
 def _attach() -> None:
-    E, S, R, L, C = _elementwise, _shape, _reduce, _linalg, _compare
+    E, S, R, L, C, A = _elementwise, _shape, _reduce, _linalg, _compare, _activation
     methods = {
         "__add__": E.add, "__radd__": lambda a, b: E.add(b, a), "__sub__": E.sub,
         "__rsub__": lambda a, b: E.sub(b, a), "__mul__": E.mul, "__rmul__": lambda a, b: E.mul(b, a),
@@ -326,7 +327,7 @@ def _attach() -> None:
         "__getitem__": S.getitem,
         "add": E.add, "sub": E.sub, "mul": E.mul, "div": E.div, "pow": E.pow, "neg": E.neg, "abs": E.abs,
         "exp": E.exp, "log": E.log, "log1p": E.log1p, "sqrt": E.sqrt, "rsqrt": E.rsqrt, "square": E.square,
-        "sin": E.sin, "cos": E.cos, "tanh": E.tanh, "sigmoid": E.sigmoid, "relu": E.relu, "sign": E.sign,
+        "sin": E.sin, "cos": E.cos, "tanh": A.tanh, "sigmoid": A.sigmoid, "relu": A.relu, "sign": E.sign,
         "clamp": E.clamp, "clip": E.clamp, "maximum": E.maximum, "minimum": E.minimum,
         "eq": C.eq, "ne": C.ne, "lt": C.lt, "le": C.le, "gt": C.gt, "ge": C.ge, "isfinite": C.isfinite,
         "isnan": C.isnan, "floor": C.floor, "ceil": C.ceil, "round": C.round, "astype": E.astype,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ember.ops import activation as A
 from ember.ops import elementwise as E
 from ember.ops import linalg as L
 from ember.ops import reduce as R
@@ -105,10 +106,10 @@ for _name, _gen in [
     ("abs", _away), ("exp", _u), ("log", _pos), ("log1p", _pos), ("sqrt", _pos), ("sin", _u), ("cos", _u),
     ("tanh", _u), ("sigmoid", _u), ("relu", _away), ("square", _u), ("rsqrt", _pos),
 ]:
-    add_row(_name, getattr(E, _name), _unary_samples(_gen), torch_fn=getattr(torch, _name))
-add_row("sigmoid_extreme", E.sigmoid, lambda rng: [Sample((np.array([-800.0, -30.0, 0.0, 30.0, 800.0]),))],
+    add_row(_name, getattr(E, _name, None) or getattr(A, _name), _unary_samples(_gen), torch_fn=getattr(torch, _name))
+add_row("sigmoid_extreme", A.sigmoid, lambda rng: [Sample((np.array([-800.0, -30.0, 0.0, 30.0, 800.0]),))],
         torch_fn=torch.sigmoid)
-add_row("relu_extreme", E.relu, lambda rng: [Sample((np.array([-np.inf, -1.0, 2.0, np.inf]),))],
+add_row("relu_extreme", A.relu, lambda rng: [Sample((np.array([-np.inf, -1.0, 2.0, np.inf]),))],
         torch_fn=torch.relu, grad=False)
 add_row("pow_scalar_0_at_zero", lambda x: x ** 0, lambda rng: [Sample((np.array([0.0, 1.5, -2.0]),))],
         torch_fn=lambda x: x ** 0)

@@ -5,7 +5,6 @@ import numpy as np
 
 from ember.nn.module import Module, Parameter
 from ember.ops import activation as A
-from ember.ops.elementwise import relu, sigmoid, tanh
 from ember.ops.reduce import log_softmax, softmax
 from ember.tensor import Tensor
 
@@ -31,19 +30,19 @@ class ReLU(_Inplace):
     """max(x, 0)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return relu(x)
+        return A.relu(x)
 
 
 class Sigmoid(Module):
     """1 / (1 + exp(-x)), finite for any x."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return sigmoid(x)
+        return A.sigmoid(x)
 
 
 class Tanh(Module):
     def forward(self, x: Tensor) -> Tensor:
-        return tanh(x)
+        return A.tanh(x)
 
 
 class LeakyReLU(Module):

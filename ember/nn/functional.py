@@ -3,7 +3,7 @@
 Nothing is defined here; each name is imported from the ember.ops module that
 implements it, so "go to definition" lands on the op and its backward.
 """
-from ember.ops.elementwise import relu, sigmoid, tanh  # noqa: F401
+from ember.ops.activation import relu, sigmoid, tanh  # noqa: F401
 from ember.ops.linalg import linear  # noqa: F401
 from ember.ops.reduce import log_softmax, softmax  # noqa: F401
 from ember.ops.shape import pad  # noqa: F401

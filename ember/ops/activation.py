@@ -1,4 +1,4 @@
-"""Activation functions beyond relu/sigmoid/tanh (those live in ember/ops/elementwise.py).
+"""Activation functions: relu, sigmoid, tanh and the leaky, smooth and hard variants.
 
 Each is one Function with its backward written out, so a network's activations cost
 one node each and stay finite for any input: exponentials only ever see
@@ -11,13 +11,77 @@ import math
 from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
-from ember.ops.elementwise import Sigmoid
+from ember.ops import cuda_kernels
+from ember.parallel import for_slices
 from ember.tensor import Tensor
 
 __all__ = [
-    "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "softplus", "hardtanh", "relu6", "mish",
-    "logsigmoid", "hardsigmoid", "hardswish", "softsign",
+    "relu", "sigmoid", "tanh", "leaky_relu", "prelu", "elu", "selu", "celu", "gelu", "silu", "softplus", "hardtanh",
+    "relu6", "mish", "logsigmoid", "hardsigmoid", "hardswish", "softsign",
 ]
+
+
+class Tanh(Function):
+    def forward(self, x):
+        self.y = xp_of(x).tanh(x)
+        return self.y
+
+    def backward(self, gy):
+        return gy * (1 - self.y * self.y)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh.apply(x)
+
+
+class Sigmoid(Function):
+    """1 / (1 + exp(-x)), computed without overflow: exp only ever sees -|x|."""
+
+    def forward(self, x):
+        xp = xp_of(x)
+        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
+        return self.y
+
+    def backward(self, gy):
+        return gy * self.y * (1 - self.y)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid.apply(x)
+
+
+class Relu(Function):
+    def forward(self, x):
+        if cuda_kernels.fits(x):  # GPU: output and mask in one launch
+            y, self.mask = cuda_kernels.relu_forward(x)
+            return y
+        xp = xp_of(x)
+        if x.ndim == 0:
+            self.mask = x > 0
+            return xp.maximum(x, 0)
+        y, self.mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)  # in x's memory order
+
+        def part(n):  # runs of images, several threads next to shared convolutions (ember.parallel)
+            xp.greater(x[n], 0, out=self.mask[n])
+            xp.maximum(x[n], 0, out=y[n])  # not x * mask: -inf * 0 would give nan
+
+        for_slices(part, len(x), x.size)
+        return y
+
+    def backward(self, gy):
+        # The gradient takes x's memory order (the mask's), so a channels-last network's
+        # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
+        xp = xp_of(gy)
+        gx = xp.empty_like(self.mask, dtype=gy.dtype)
+        if gy.ndim == 0:
+            return xp.multiply(gy, self.mask, out=gx)
+        for_slices(lambda n: xp.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
+        return gx
+
+
+def relu(x: Tensor) -> Tensor:
+    return Relu.apply(x)
 
 
 def _sigmoid(x):

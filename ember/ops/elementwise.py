@@ -1,4 +1,4 @@
-"""Elementwise ops with gradients: arithmetic, unary math, relu/sigmoid/tanh, clamp, where.
+"""Elementwise ops with gradients: arithmetic, unary math, clamp, where (activations: ember/ops/activation.py).
 
 (Comparisons and rounding, which have no gradients, are in ember.ops.compare.)
 Binary ops first bring both operands to one dtype and one shape through recorded
@@ -15,14 +15,12 @@ from ember.autograd import Function
 from ember.backend import add_keep_channels_last, check_same_device, xp_of
 from ember.backend import to_device as _to_device
 from ember.errors import ShapeError
-from ember.ops import cuda_kernels
 from ember.ops.convert import astype, clone, to_device  # noqa: F401  (re-exported: part of this family's API)
-from ember.parallel import for_slices
 from ember.tensor import Tensor
 
 __all__ = [
     "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "log1p", "sqrt", "rsqrt", "square", "sin",
-    "cos", "tanh", "sigmoid", "relu", "clamp", "clip", "maximum", "minimum", "where", "sign", "astype",
+    "cos", "clamp", "clip", "maximum", "minimum", "where", "sign", "astype",
     "clone", "to_device", "as_tensor_like",
 ]
 
@@ -297,69 +295,6 @@ class Cos(Function):
 
 def cos(x: Tensor) -> Tensor:
     return Cos.apply(x)
-
-
-class Tanh(Function):
-    def forward(self, x):
-        self.y = xp_of(x).tanh(x)
-        return self.y
-
-    def backward(self, gy):
-        return gy * (1 - self.y * self.y)
-
-
-def tanh(x: Tensor) -> Tensor:
-    return Tanh.apply(x)
-
-
-class Sigmoid(Function):
-    """1 / (1 + exp(-x)), computed without overflow: exp only ever sees -|x|."""
-
-    def forward(self, x):
-        xp = xp_of(x)
-        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-        self.y = xp.where(x >= 0, 1 / (1 + e), e / (1 + e))
-        return self.y
-
-    def backward(self, gy):
-        return gy * self.y * (1 - self.y)
-
-
-def sigmoid(x: Tensor) -> Tensor:
-    return Sigmoid.apply(x)
-
-
-class Relu(Function):
-    def forward(self, x):
-        if cuda_kernels.fits(x):  # GPU: output and mask in one launch
-            y, self.mask = cuda_kernels.relu_forward(x)
-            return y
-        xp = xp_of(x)
-        if x.ndim == 0:
-            self.mask = x > 0
-            return xp.maximum(x, 0)
-        y, self.mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)  # in x's memory order
-
-        def part(n):  # runs of images, several threads next to shared convolutions (ember.parallel)
-            xp.greater(x[n], 0, out=self.mask[n])
-            xp.maximum(x[n], 0, out=y[n])  # not x * mask: -inf * 0 would give nan
-
-        for_slices(part, len(x), x.size)
-        return y
-
-    def backward(self, gy):
-        # The gradient takes x's memory order (the mask's), so a channels-last network's
-        # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
-        xp = xp_of(gy)
-        gx = xp.empty_like(self.mask, dtype=gy.dtype)
-        if gy.ndim == 0:
-            return xp.multiply(gy, self.mask, out=gx)
-        for_slices(lambda n: xp.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
-        return gx
-
-
-def relu(x: Tensor) -> Tensor:
-    return Relu.apply(x)
 
 
 class Clamp(Function):

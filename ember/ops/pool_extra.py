@@ -19,6 +19,7 @@ from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
 from ember.ops import elementwise as E
+from ember.ops.activation import relu
 from ember.ops.pool import _batched, _pair, _unbatch, avg_pool2d, max_pool2d
 from ember.ops.shape import reshape
 from ember.ops.upsample import Resample2d
@@ -155,7 +156,7 @@ def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mo
     """
     kh, kw = _pair("lp_pool2d", "kernel_size", kernel_size)
     out = avg_pool2d(input ** float(norm_type), (kh, kw), stride, 0, ceil_mode)
-    return (E.sign(out) * E.relu(E.abs(out)) * float(kh * kw)) ** (1.0 / float(norm_type))
+    return (E.sign(out) * relu(E.abs(out)) * float(kh * kw)) ** (1.0 / float(norm_type))
 
 
 def channel_pool(input: Tensor, kernel_size: int, stride: int | None = None, mode: str = "max") -> Tensor:
