@@ -246,3 +246,29 @@ def test_loss_layers_repr_and_buffers():
     a, b = ember.randn(3, 2), ember.randn(3, 2)
     assert nn.HuberLoss(delta=2.0)(a, b).item() == pytest.approx(
         TF.huber_loss(torch.tensor(a.numpy()), torch.tensor(b.numpy()), delta=2.0).item(), rel=1e-6)
+
+
+# ---- relu against a row of zeros (ember.ops.activation._relu_rows) ------------------------------------
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "sliced"])
+def test_relu_large_inputs_match_maximum_in_every_layout(layout):
+    """ReLU on arrays of 4096+ elements runs against a row of zeros when dense (also channels-last, and
+    with a tail shorter than the row); a non-dense view takes the plain path. Same values, same
+    gradient, the output in the input's memory order; nan stays nan and -inf gives 0."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 7, 17, 19)).astype(np.float32)  # 6783 elements: one row and a tail
+    x.reshape(-1)[[5, 4100, 6782]] = [np.nan, -np.inf, np.inf]
+    if layout == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    elif layout == "sliced":
+        x = np.concatenate([x, x], axis=3)[..., ::2]
+    from ember.ops.activation import _relu_rows
+
+    assert _relu_rows(x, np.empty_like(x)) == (layout != "sliced")
+    t = ember.tensor(x, requires_grad=True)
+    y = F.relu(t)
+    expect = np.where(x > 0, x, np.where(np.isnan(x), np.nan, 0)).astype(np.float32)
+    np.testing.assert_array_equal(y.data, expect)
+    assert y.data.strides == np.empty_like(x).strides
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    y.backward(ember.tensor(g))
+    np.testing.assert_array_equal(t.grad.data, np.where(x > 0, g, 0))

@@ -344,3 +344,27 @@ def test_batch_chunks_cover_the_batch_in_near_equal_parts(threads, monkeypatch):
     assert [b - a for a, b in conv_lowering._chunks(128, 29400, np)[0]] == [43, 43, 42]  # 44 fit: not 44, 44, 40
     want = [32] * 4 if threads == 1 else [22, 22, 21, 21, 21, 21]  # 42 fit: not 42 x 3 + 2
     assert batch_chunk(128, 31207) == 42 and [b - a for a, b in conv_lowering._chunks(128, 31207, np)[0]] == want
+
+
+@pytest.mark.parametrize("rows", [True, False])
+def test_padded_chunks_equal_slices_of_the_whole_padded_input(rows, rng):
+    """conv_lowering.Padded pads a chunk of images at a time into a reused buffer (the GEMM passes'
+    chunks, larger first): every chunk equals that slice of the whole padded array, in the lowering's
+    layout, from NCHW or channels-last x, with and without padding (then a view of x, no copy)."""
+    from ember.ops.conv_lowering import Padded
+
+    x = rng.standard_normal((7, 5, 6, 9)).astype(np.float32)
+    for data in (x, im2row.channels_last(x)):
+        for pads in ((0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 1, 3)):
+            t, b, l, r = pads
+            whole = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)))
+            if rows:
+                whole = whole.transpose(0, 2, 3, 1)
+            src = Padded(data, pads, rows)
+            assert src.shape == whole.shape
+            buf = None
+            for n0, n1 in ((0, 3), (3, 5), (5, 7)):
+                buf, part = src.chunk(n0, n1, buf)
+                np.testing.assert_array_equal(part, whole[n0:n1])
+                if not any(pads) and (not rows or data is not x):  # NCHW x for rows: one transposed copy
+                    assert np.shares_memory(part, data)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
@@ -51,6 +53,35 @@ def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid.apply(x)
 
 
+def _flat(a):
+    """a's elements as a 1-D view in memory order, when a is contiguous in some axis order
+    (channels-last included); else None."""
+    flat = a.ravel(order="K")
+    return flat if flat.base is not None and np.may_share_memory(flat, a) else None
+
+
+# Long runs of zeros by dtype (``_relu_rows``), allocated on first use.
+_ZERO_ROWS: dict = {}
+_ZERO_ROW = 4096
+
+
+def _relu_rows(x, out) -> bool:
+    """out = max(x, 0) on the CPU, against a row of zeros rather than the scalar 0: NumPy's
+    maximum runs its SIMD loop only when both operands advance (contiguous against a scalar it
+    is ~3x slower: 0.63 vs 0.18 ms on 2M floats, one core, where the pass becomes
+    memory-bound). Returns False when x or out are not dense in the same memory order."""
+    xf, of = _flat(x), _flat(out)
+    if xf is None or of is None or out.strides != x.strides or x.size < _ZERO_ROW:
+        return False
+    zeros = _ZERO_ROWS.get(x.dtype)
+    if zeros is None:
+        zeros = _ZERO_ROWS[x.dtype] = np.zeros(_ZERO_ROW, dtype=x.dtype)
+    q = x.size - x.size % _ZERO_ROW
+    np.maximum(xf[:q].reshape(-1, _ZERO_ROW), zeros, out=of[:q].reshape(-1, _ZERO_ROW))
+    np.maximum(xf[q:], 0, out=of[q:])
+    return True
+
+
 class Relu(Function):
     def forward(self, x):
         if cuda_kernels.fits(x):  # GPU: output and mask in one launch
@@ -61,6 +92,9 @@ class Relu(Function):
             self.mask = x > 0
             return xp.maximum(x, 0)
         y, self.mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)  # in x's memory order
+        if xp is np and _relu_rows(x, y):  # one core: the pass is memory-bound
+            np.greater(x, 0, out=self.mask)
+            return y
 
         def part(n):  # runs of images, several threads next to shared convolutions (ember.parallel)
             xp.greater(x[n], 0, out=self.mask[n])

@@ -15,7 +15,7 @@ from ember.autograd import Function
 from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
-    _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _pad, _unpad,
+    Padded, _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _unpad,
     _weight_from_lowered, rows_pay,
 )
 from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
@@ -31,14 +31,14 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
         pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups)
-        xpad = _pad(x, pads, rows)
-        y = _gemm_forward(xpad, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
+        src = Padded(x, pads, rows)  # padded a chunk at a time by the GEMM passes
+        y = _gemm_forward(src, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
         need = self.needs_input_grad or (False, False, False)
-        # Save only what backward reads: the padded input (in its lowering's layout) for gw, w for gx.
-        self.xpad = xpad if need[1] else None
+        # Save only what backward reads: the input (in its lowering's layout) for gw, w for gx.
+        self.xpad = src if need[1] else None
         self.w = w if need[0] else None
         self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
-        self.xpad_shape = xpad.shape
+        self.xpad_shape = src.shape
         return y
 
     def backward(self, gy):
@@ -71,7 +71,7 @@ class Conv2d(Function):
             g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
             wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
             wk = _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows)
-            return _gemm_forward(_pad(gy, gpad, rows), wk, g2, None, rows)
+            return _gemm_forward(Padded(gy, gpad, rows), wk, g2, None, rows)
         gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.xpad_shape, self.rows)
         return _unpad(gxpad, self.pads, self.rows)
 
@@ -229,7 +229,7 @@ class ConvTranspose2d(Function):
         need, g, G, (ph, pw) = self.needs_input_grad, self.g, self.groups, self.crop
         (Hf, Wf), (OH, OW) = self.full, gy.shape[2:]
         rows = rows_pay(gy.shape[1] // G)
-        gfull = _pad(gy, (ph, Hf - OH - ph, pw, Wf - OW - pw), rows)  # the cropped border had no gradient
+        gfull = Padded(gy, (ph, Hf - OH - ph, pw, Wf - OW - pw), rows)  # the cropped border had no gradient
         gx = gw = gb = None
         if need[0]:
             gx = _gemm_forward(gfull, _lowered_weight(self.w, G, rows), g, None, rows)

@@ -4,13 +4,14 @@ shared by conv2d and conv_transpose2d (ember.ops.conv).
 How conv2d runs (x: (N, C, H, W), w: (OC, C/G, KH, KW), G groups, K = C/G*KH*KW, L = OH*OW).
 The batch is lowered a few images at a time into one reused buffer (``im2col.batch_chunk``:
 chunks of ~1.25M floats, near-equal in size), so the copy that fills it and the GEMMs that
-read it share the cache. The
-lowering is not kept for backward: backward lowers the saved padded input again.
+read it share the cache. Zero padding is added chunk by chunk too (``Padded``), right before
+the lowering reads it. The lowering is not kept for backward: backward pads and lowers the
+saved input again.
 
 Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
 
-    forward     xpad = to_nhwc(x)                   (N, Hp, Wp, C)  pad (+ transpose if x is NCHW), one copy
-                rows = im2row(xpad)                 (N*L, G, K)     runs of KW*C/G floats
+    forward     xpad = Padded(x).chunk(...)         (nb, Hp, Wp, C) pad per chunk (an NCHW x is made channels-last once)
+                rows = im2row(xpad)                 (nb*L, G, K)    runs of KW*C/G floats
                 y    = rows @ w (per group)         (N*L, OC/G)     tall GEMM written straight into the output
     grad of w   gw  += rows^T @ gy                  (K, N*L) @ (N*L, OC/G), gy read channels-last
     grad of x   stride 1 and C >= OC: gx = conv2d(pad(gy), flipped w with in/out swapped)
@@ -18,7 +19,7 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
 
     The output is returned in channels-last memory: an (N, OC, OH, OW)-shaped view of the
     (N, OH, OW, OC) array the GEMM wrote (PyTorch calls this the channels_last memory format).
-    Batch norm, ReLU and residual sums keep that order, so the next convolution's to_nhwc is
+    Batch norm, ReLU and residual sums keep that order, so the next convolution's padding is
     a plain copy and its backward reads gy without a transpose; an NCHW x or gy is transposed
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
@@ -53,7 +54,7 @@ from ember.ops.im2col import (
     Geometry, batch_chunk, col2im, col2im_planes, im2col, im2col_wide, unused_wide_view, wide_length, wide_view,
     zero_pad,
 )
-from ember.ops.im2row import channels_last, from_nhwc, im2row, row2im, to_nhwc
+from ember.ops.im2row import channels_last, from_nhwc, im2row, pad_nhwc_into, row2im
 from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
@@ -98,15 +99,39 @@ def rows_pay(cin_per_group: int) -> bool:
     return cin_per_group >= 8
 
 
-def _pad(x, pads: tuple, rows: bool):
-    """Zero-pad x (N, C, H, W) by pads (t, b, l, r), channels-last when lowering to rows."""
-    if rows:
-        return to_nhwc(x, pads)
-    return zero_pad(x, pads)
+class Padded:
+    """x (N, C, H, W) zero-padded by pads = (t, b, l, r) in a lowering's layout, made one chunk
+    of images at a time (``chunk``) rather than all at once.
+
+    Rows read it channels-last, ``shape`` (N, Hp, Wp, C); columns channels-first, (N, C, Hp, Wp).
+    Each chunk is padded into a small reused buffer right before its lowering reads it, so the
+    padded copy stays in cache instead of making a round trip through memory for the whole
+    batch (ResNet-20's padded copies took ~12 ms of a ~230 ms step that way), and backward
+    keeps x itself instead of a padded copy. An NCHW x that rows lower is made channels-last
+    once here, so that forward and backward do not both transpose it.
+    """
+
+    def __init__(self, x, pads: tuple, rows: bool):
+        self.x = channels_last(x) if rows else x
+        self.pads, self.rows, self.dtype = pads, rows, x.dtype
+        N, C, H, W = x.shape
+        Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
+        self.shape = (N, Hp, Wp, C) if rows else (N, C, Hp, Wp)
+
+    def chunk(self, n0: int, n1: int, buf=None):
+        """(buf, padded images n0:n1): a view of x when there is nothing to pad, else a copy into
+        ``buf``, a reused flat buffer (allocated on first use: make the first chunk the largest)."""
+        x = self.x
+        if not any(self.pads):
+            return buf, (x.transpose(0, 2, 3, 1) if self.rows else x)[n0:n1]
+        buf, out = _scratch(buf, (n1 - n0,) + self.shape[1:], self.dtype, xp_of(x))
+        if self.rows:
+            return buf, pad_nhwc_into(x[n0:n1], self.pads, out)
+        return buf, zero_pad(x[n0:n1], self.pads, out=out)
 
 
 def _unpad(xpad, pads: tuple, rows: bool):
-    """Inverse of ``_pad``: the unpadded region as a contiguous (N, C, H, W) array."""
+    """Inverse of ``Padded``: the unpadded region of a whole padded array as a contiguous (N, C, H, W) array."""
     if rows:
         return from_nhwc(xpad, pads)
     t, b, l, r = pads
@@ -197,30 +222,31 @@ def _width_rows(xpad, g: Geometry, G: int, buf):
     return wide, wide.shape[0] - g.dh * (g.KH - 1) * g.OW
 
 
-def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
-    """The conv of padded xpad with wk (G, K, OCg) (``_lowered_weight``), + b (OC,): (N, OC, OH, OW).
+def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
+    """The conv of padded input ``src`` with wk (G, K, OCg) (``_lowered_weight``), + b (OC,): (N, OC, OH, OW).
 
-    xpad is channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
+    src pads channels-last (N, Hp, Wp, C) when ``rows`` else channels-first (N, C, Hp, Wp).
     Rows give the result in channels-last memory (an NCHW-shaped view of an (N, OH, OW, OC)
     array, the GEMM's own layout), columns in NCHW memory.
     """
-    xp = xp_of(xpad)
+    xp = xp_of(src.x)
     G, K, OCg = wk.shape
-    N, L, OC = xpad.shape[0], g.OH * g.OW, G * OCg
+    N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
     wide = not rows and _wide(g, xp)
-    out = xp.empty((N, g.OH, g.OW, OC) if rows else (N, OC, g.OH, g.OW), dtype=xpad.dtype)
-    per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, xpad.shape[3]) if wide else L)
+    out = xp.empty((N, g.OH, g.OW, OC) if rows else (N, OC, g.OH, g.OW), dtype=src.dtype)
+    per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, src.shape[3]) if wide else L)
 
     def work(chunks):  # one thread's share, with its own reused buffers
-        buf = ybuf = tbuf = None
+        buf = ybuf = tbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
+            pbuf, xc = src.chunk(n0, n1, pbuf)
             if slabs:
-                low, M = _width_rows(xpad[n0:n1], g, G, buf)
-                ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), xpad.dtype, xp)
-                tbuf, tmp = _scratch(tbuf, (M, G, OCg), xpad.dtype, xp)
+                low, M = _width_rows(xc, g, G, buf)
+                ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), src.dtype, xp)
+                tbuf, tmp = _scratch(tbuf, (M, G, OCg), src.dtype, xp)
                 for kh in range(g.KH):  # y += slab_kh @ w[kh], per group
                     s0 = kh * g.dh * g.OW
                     dst = yt[:M] if kh == 0 else tmp
@@ -230,20 +256,20 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
                         yt[:M] += tmp
                 out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH]  # drop the rows that straddle two images
             elif rows:
-                low = im2row(xpad[n0:n1], g, G, out=buf)  # (nb*L, G, K)
+                low = im2row(xc, g, G, out=buf)  # (nb*L, G, K)
                 yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
                 xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
             elif wide:
-                low = im2col_wide(xpad[n0:n1], g, out=buf)  # (G*K, nb*Lw)
-                ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), xpad.dtype, xp)
+                low = im2col_wide(xc, g, out=buf)  # (G*K, nb*Lw)
+                ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), src.dtype, xp)
                 xp.matmul(wkt, low.reshape(G, K, -1), out=yw)  # one GEMM per group for the whole chunk
-                y = wide_view(yw.reshape(OC, nb, -1), g, xpad.shape[3]).transpose(1, 0, 2, 3)
+                y = wide_view(yw.reshape(OC, nb, -1), g, src.shape[3]).transpose(1, 0, 2, 3)
                 if b is None:
                     out[n0:n1] = y
                 else:  # the bias is added while the outputs are copied out
                     xp.add(y, b.reshape(-1, 1, 1), out=out[n0:n1])
             else:
-                low = im2col(xpad[n0:n1], g, out=buf)  # (nb, G*K, L)
+                low = im2col(xc, g, out=buf)  # (nb, G*K, L)
                 xp.matmul(wkt, low.reshape(nb, G, K, L), out=out[n0:n1].reshape(nb, G, OCg, L))
             if b is not None and not wide:  # while the chunk is in cache
                 out[n0:n1] += b if rows else b.reshape(-1, 1, 1)
@@ -253,43 +279,44 @@ def _gemm_forward(xpad, wk, g: Geometry, b=None, rows: bool = True):
     return out.transpose(0, 3, 1, 2) if rows else out
 
 
-def _gemm_weight_grad(xpad, gy, g: Geometry, G: int, rows: bool = True):
-    """gwk (G, K, OCg) = sum over output pixels of lowered(xpad)^T @ gy, per group.
+def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
+    """gwk (G, K, OCg) = sum over output pixels of lowered(src)^T @ gy, per group (src: ``Padded``).
 
     gy (N, OC, OH, OW) may lie in either memory order; rows read it channels-last
     (``channels_last``: free when it already is), columns channels-first.
     """
-    xp = xp_of(xpad)
+    xp = xp_of(src.x)
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
-    K = xpad.shape[3 if rows else 1] // G * g.KH * g.KW
-    Hp, KWC, slabs = xpad.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
-    wide, Wp = not rows and _wide(g, xp), xpad.shape[-1]
+    K = src.shape[3 if rows else 1] // G * g.KH * g.KW
+    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    wide, Wp = not rows and _wide(g, xp), src.shape[-1]
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
 
     def work(chunks):  # one thread's share: its own buffers and its own partial sum
         gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
-        buf = gbuf = None
+        buf = gbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
+            pbuf, xc = src.chunk(n0, n1, pbuf)
             if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
-                low, M = _width_rows(xpad[n0:n1], g, G, buf)
+                low, M = _width_rows(xc, g, G, buf)
                 gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
                 gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
                 for kh in range(g.KH):
                     s0 = kh * g.dh * g.OW
                     gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
             elif rows:
-                low = im2row(xpad[n0:n1], g, G, out=buf)
+                low = im2row(xc, g, G, out=buf)
                 # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
                 gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
             elif wide:  # the unused wide columns meet zeros in gy
-                low = im2col_wide(xpad[n0:n1], g, out=buf)
+                low = im2col_wide(xc, g, out=buf)
                 gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
                 gwk += low.reshape(G, K, -1) @ gyw.reshape(G, OCg, -1).swapaxes(-1, -2)
             else:
-                low = im2col(xpad[n0:n1], g, out=buf)
+                low = im2col(xc, g, out=buf)
                 # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
                 gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
             buf = low if buf is None else buf

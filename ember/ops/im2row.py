@@ -39,20 +39,29 @@ def to_nhwc(x, pads: tuple = (0, 0, 0, 0)):
 
     def copy(images):  # a run of images; large copies are shared among threads (ember.parallel)
         n0, n1 = images[0], images[-1] + 1
-        o = out[n0:n1]
-        o[:, :t] = 0
-        o[:, t + H:] = 0
-        o[:, t:t + H, :l] = 0
-        o[:, t:t + H, l + W:] = 0
-        src = x[n0:n1].transpose(0, 2, 3, 1)
-        if two_steps:
-            rows = np.empty((n1 - n0, H, C, W), dtype=x.dtype)
-            rows[...] = x[n0:n1].transpose(0, 2, 1, 3)
-            src = rows.transpose(0, 1, 3, 2)
-        o[:, t:t + H, l:l + W] = src
+        pad_nhwc_into(x[n0:n1], pads, out[n0:n1], two_steps)
 
     if N:
         run_parts(copy, list(range(N)), threads_for(x.size) if xp is np else 1)
+    return out
+
+
+def pad_nhwc_into(x, pads: tuple, out, two_steps: bool = False):
+    """Write x (n, C, H, W), zero-padded by pads = (t, b, l, r), into channels-last ``out``
+    (n, H+t+b, W+l+r, C): the border is zeroed, the interior copied (in two steps when
+    ``two_steps``: see ``to_nhwc``). Returns out."""
+    n, C, H, W = x.shape
+    t, b, l, r = pads
+    out[:, :t] = 0
+    out[:, t + H:] = 0
+    out[:, t:t + H, :l] = 0
+    out[:, t:t + H, l + W:] = 0
+    src = x.transpose(0, 2, 3, 1)
+    if two_steps:
+        rows = np.empty((n, H, C, W), dtype=x.dtype)
+        rows[...] = x.transpose(0, 2, 1, 3)
+        src = rows.transpose(0, 1, 3, 2)
+    out[:, t:t + H, l:l + W] = src
     return out
 
 
