@@ -368,3 +368,26 @@ def test_padded_chunks_equal_slices_of_the_whole_padded_input(rows, rng):
                 np.testing.assert_array_equal(part, whole[n0:n1])
                 if not any(pads) and (not rows or data is not x):  # NCHW x for rows: one transposed copy
                     assert np.shares_memory(part, data)
+
+
+@pytest.mark.parametrize("oc", [6, 16, 32])
+@pytest.mark.parametrize("gy_channels_last", [False, True])
+def test_columns_conv_output_layout_and_gradients(oc, gy_channels_last, rng):
+    """A columns-lowered convolution (few input channels, ResNet's first) writes its output
+    channels-last from 16 output channels on (``_columns_channels_last``), NCHW below; its weight
+    gradient reads gy in either memory order. Values against PyTorch."""
+    x = rng.standard_normal((5, 3, 12, 20)).astype(np.float32)
+    w = (rng.standard_normal((oc, 3, 3, 3)) * 0.3).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    ex, ew, eb = (ember.Tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ye = F.conv2d(ex, ew, eb, stride=1, padding=1)
+    yt = torch.nn.functional.conv2d(tx, tw, tb, stride=1, padding=1)
+    if xp_of(x) is np:  # (under tests.cuda_emulator arrays take the GPU branch: NCHW)
+        assert im2row.is_channels_last(ye.data) == (oc >= 16)
+    assert _rel(ye.data, yt.detach().numpy()) <= 1e-5
+    g = rng.standard_normal(yt.shape).astype(np.float32)
+    ye.backward(ember.Tensor(im2row.channels_last(g) if gy_channels_last else g))
+    yt.backward(torch.tensor(g))
+    for e, t in ((ex, tx), (ew, tw), (eb, tb)):
+        assert _rel(e.grad.data, t.grad.numpy()) <= 1e-4

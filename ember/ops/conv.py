@@ -43,8 +43,9 @@ class Conv2d(Function):
 
     def backward(self, gy):
         # Rows read gy channels-last: transpose it once here (a no-op when it already is, as
-        # between two convolutions), so that both passes below share the copy.
-        gy = channels_last(gy) if self.rows else xp_of(gy).ascontiguousarray(gy)
+        # between two convolutions), so that both passes below share the copy. Columns read
+        # it as it lies (the data gradient makes its own NCHW copy when it needs one).
+        gy = channels_last(gy) if self.rows else gy
         need, g, G = self.needs_input_grad, self.g, self.groups
         gx = gw = gb = None
         if need[0]:
