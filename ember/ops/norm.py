@@ -117,7 +117,7 @@ class Normalize(Function):
             cr = self.cr
             x, axes = cr.rows(x), (0,)
             w, b = (cr.tile(p) if p is not None else None for p in (w, b))
-            stats = None if stats is None else tuple(cr.tile(xp.asarray(s, dtype=x.dtype)) for s in stats)
+        self.xc = None  # x - mean, saved by the elementwise passes below (the fused GPU kernels save xhat)
         if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
             if stats is None:
                 mean, var = cuda_kernels.mean_var(x, axes, self.count)
@@ -127,59 +127,66 @@ class Normalize(Function):
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
         else:
-            # The elementwise passes run on runs of rows (axis 0), shared among threads next to
-            # shared convolutions (ember.parallel.for_slices); the sums stay whole.
-            m = x.dtype.type(self.count)
-            xhat, y = xp.empty_like(x), xp.empty_like(x)
+            # Five passes over memory: the sum, x - mean (saved for backward), the sum of its
+            # squares, and y = (x - mean) * (invstd * w) + b in two. Saving x - mean rather than
+            # xhat lets invstd fold into the per-statistic factors of both passes (one pass fewer
+            # each way). The elementwise passes run on runs of rows (axis 0), shared among threads
+            # next to shared convolutions (ember.parallel.for_slices); the sums stay whole.
+            xc, y, xhat = xp.empty_like(x), xp.empty_like(x), None
             if stats is None:
-                mean = self._total(_sum(xp, axes, x)) / m
-                centre = self.cr.tile(mean) if self.cr else mean
-                for_slices(lambda n: xp.subtract(x[n], _rows(centre, n), out=xhat[n]), len(x), x.size)
-                var = self._total(_sum(xp, axes, xhat, xhat)) / m
-                if sink is not None:
-                    sink["mean"], sink["var"] = mean, var
-                if self.cr:
-                    var = self.cr.tile(var)
+                mean = self._total(_sum(xp, axes, x)) / x.dtype.type(self.count)  # per statistic
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
-                for_slices(lambda n: xp.subtract(x[n], _rows(mean, n), out=xhat[n]), len(x), x.size)
+            centre = self._tile(mean)
+            for_slices(lambda n: xp.subtract(x[n], _rows(centre, n), out=xc[n]), len(x), x.size)
+            if stats is None:
+                var = self._total(_sum(xp, axes, xc, xc)) / x.dtype.type(self.count)
+                if sink is not None:
+                    sink["mean"], sink["var"] = mean, var
             invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
+            inv = self._tile(invstd)
+            # w constant along the statistic's axes (all but layer_norm): one factor per statistic.
+            fold = w is None or all(w.shape[i] == 1 for i in axes)
+            factor = (inv if w is None else inv * w) if fold else inv
 
             def affine(n):
-                xhat[n] *= _rows(invstd, n)
-                if w is not None:
-                    xp.multiply(xhat[n], _rows(w, n), out=y[n])
-                else:
-                    y[n] = xhat[n]
+                xp.multiply(xc[n], _rows(factor, n), out=y[n])
+                if not fold:
+                    y[n] *= _rows(w, n)
                 if b is not None:
                     y[n] += _rows(b, n)
 
             for_slices(affine, len(x), x.size)
+            self.xc = xc
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
         return self._out(y)
 
     def backward(self, gy):
         xp = xp_of(gy)
-        xhat, w, axes, m, cr = self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
-        gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape(xhat.shape)
+        xc, xhat, w, axes, m, cr = self.xc, self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
+        gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape((xc if xhat is None else xhat).shape)
         # w constant along the statistic's axes: fold it into the per-statistic factor.
         const_w = w is None or all(w.shape[a] == 1 for a in axes)
         gh = gy if const_w else gy * w
-        scale = self.invstd * w if (const_w and w is not None) else self.invstd
+        inv = self._tile(self.invstd)
+        scale = inv * w if (const_w and w is not None) else inv
         t1 = self._total(_sum(xp, axes, gh))  # per statistic (per channel when channels-last)
-        t2 = self._total(_sum(xp, axes, gh, xhat))
-        s1, s2 = (cr.tile(t1), cr.tile(t2)) if cr else (t1, t2)
+        if xhat is None:  # sum(gh * xhat) = sum(gh * (x - mean)) * invstd, invstd constant per statistic
+            t2 = self._total(_sum(xp, axes, gh, xc)) * self.invstd
+        else:
+            t2 = self._total(_sum(xp, axes, gh, xhat))
+        s1, s2 = self._tile(t1), self._tile(t2)
         grads = []
         if self.needs_input_grad[0]:
-            gx = xp.empty_like(xhat)  # in x's memory order (channels-last stays channels-last)
-            if self.batch_stats and xp is not np and cuda_kernels.fits(gh, xhat):  # GPU: one fused launch
-                cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)
+            gx = xp.empty_like(gy)  # in x's memory order (channels-last stays channels-last)
+            if self.batch_stats and xhat is not None and xp is not np and cuda_kernels.fits(gh, xhat):
+                cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)  # GPU: one fused launch
             elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
-                k1, k2 = s1 / m, s2 / m
+                centred, k1, k2 = (xc, s1 / m, inv * s2 / m) if xhat is None else (xhat, s1 / m, s2 / m)
 
                 def part(n):  # runs of rows, shared among threads as in forward
-                    xp.multiply(xhat[n], _rows(k2, n), out=gx[n])
+                    xp.multiply(centred[n], _rows(k2, n), out=gx[n])
                     gx[n] += _rows(k1, n)
                     xp.subtract(_rows(gh, n), gx[n], out=gx[n])
                     gx[n] *= _rows(scale, n)
@@ -191,12 +198,19 @@ class Normalize(Function):
         else:
             grads.append(None)
         if self.has_w:
-            gw = sum_to(t2, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy, xhat), self.pshape)
+            if const_w:
+                gw = sum_to(t2, self.pshape)
+            else:  # layer norm: xhat varies along the axes the sum runs over
+                gw = sum_to(_sum(xp, self._others(), gy, xc * inv if xhat is None else xhat), self.pshape)
             grads.append(gw.astype(gy.dtype, copy=False))
         if self.has_b:
             gb = sum_to(t1, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy), self.pshape)
             grads.append(gb.astype(gy.dtype, copy=False))
         return tuple(grads)
+
+    def _tile(self, v):
+        """A per-statistic array in the working layout: tiled along channel rows, else itself."""
+        return self.cr.tile(v) if self.cr else v
 
     def _total(self, s):
         """Sums over the statistic's axes; with channel rows, folded to per-channel (1, C, 1)."""
