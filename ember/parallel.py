@@ -32,11 +32,10 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
 # "blas": the BLAS controllers (found on first use); "blas_depth", "blas_before": open
-# one_blas_thread blocks and the counts to restore; "sharing": set by threads_for; "pool",
-# "pool_size", "pid": the worker threads and the process that made them.
+# one_blas_thread blocks and the counts to restore; "sharing": set by threads_for; "workers",
+# "pid": the helper threads (``_Worker``) and the process that made them.
 _state: dict = {}
 _region = threading.Lock()  # one parallel region at a time; a second caller runs its parts itself
 
@@ -156,21 +155,63 @@ def run_parts(work, items: list, threads: int) -> list:
             return [work(p) for p in parts]
         try:
             # The calling thread takes the first part itself: one thread fewer to wake and wait for.
-            futures = [_pool(len(parts) - 1).submit(work, p) for p in parts[1:]]
+            helpers = _workers(len(parts) - 1)
+            for helper, part in zip(helpers, parts[1:]):
+                helper.start(work, part)
             try:
                 first = work(parts[0])
             finally:
-                wait(futures)  # no part outlives the region, even when the first one raised
-            return [first] + [f.result() for f in futures]
+                outcomes = [helper.finish() for helper in helpers[:len(parts) - 1]]  # no part outlives the region
+            for _, error in outcomes:
+                if error is not None:
+                    raise error
+            return [first] + [value for value, _ in outcomes]
         finally:
             _region.release()
 
 
-def _pool(size: int) -> ThreadPoolExecutor:
-    """The worker threads (at least ``size``), made on first use and again in a forked child."""
-    if _state.get("pool_size", 0) < size or _state.get("pid") != os.getpid():
-        if "pool" in _state and _state.get("pid") == os.getpid():
-            _state["pool"].shutdown(wait=False)
-        _state.update(pool=ThreadPoolExecutor(size, thread_name_prefix="ember-chunks"), pool_size=size,
-                      pid=os.getpid())
-    return _state["pool"]
+class _Worker:
+    """A helper thread that runs one part at a time, signalled by two plain locks.
+
+    A region hands each helper its part and waits for it: a lock released by one thread and
+    acquired by another is the cheapest wake-up CPython has (~40 us a round trip here, against
+    ~63 us for concurrent.futures' submit and result), and a training step of ResNet-20 runs
+    ~140 regions. Daemon threads: an idle helper never keeps the interpreter alive.
+    """
+
+    def __init__(self, index: int):
+        self.go, self.done = threading.Lock(), threading.Lock()
+        self.go.acquire()
+        self.done.acquire()
+        self.job = self.outcome = None
+        threading.Thread(target=self._loop, name=f"ember-chunks-{index}", daemon=True).start()
+
+    def _loop(self):
+        while True:
+            self.go.acquire()
+            work, part = self.job
+            try:
+                self.outcome = (work(part), None)
+            except BaseException as error:  # handed to the region's caller, which raises it
+                self.outcome = (None, error)
+            self.done.release()
+
+    def start(self, work, part) -> None:
+        self.job = (work, part)
+        self.go.release()
+
+    def finish(self) -> tuple:
+        """Wait for the part: (result, None), or (None, the exception it raised)."""
+        self.done.acquire()
+        outcome, self.job, self.outcome = self.outcome, None, None
+        return outcome
+
+
+def _workers(size: int) -> list:
+    """At least ``size`` helper threads, made on first use and again in a forked child."""
+    if _state.get("pid") != os.getpid():
+        _state.update(workers=[], pid=os.getpid())
+    helpers = _state["workers"]
+    while len(helpers) < size:
+        helpers.append(_Worker(len(helpers)))
+    return helpers
