@@ -9,7 +9,8 @@ a chunk stays on one core from copy to GEMM, and the copies run in parallel too.
 releases the GIL inside copies and BLAS calls, so plain Python threads suffice. Measured on
 2 cores, alternating both ways inside one process (bench/bench_conv.py's W4, forward + backward
 of a 64->64 3x3 convolution on 64x64x32x32): 57-60 -> 50-51 ms, and 47.7 with the padded
-copies shared too (ember.ops.im2row.to_nhwc); ResNet-20 training step ~255 -> ~229 ms.
+copies shared too (now each chunk is padded by its own thread: ember.ops.conv_lowering.Padded);
+ResNet-20 training step ~255 -> ~229 ms.
 
 Small convolutions (LeNet-5's) run their chunks in turn on 2 BLAS threads: waking a thread
 (~70 us here) costs more than sharing saves there (``threads_for`` decides).
@@ -122,7 +123,7 @@ def for_slices(fn, n: int, size: int) -> list:
     """``[fn(slice) for slice in runs of range(n)]`` (the rows of an array), the runs on several
     threads when the process already shares its convolutions (``threads_for``) and the pass moves
     at least ``SLICE_FROM`` floats (``size``); else one run, ``slice(0, n)``. For elementwise
-    passes next to the shared convolutions (ReLU, batch norm's): each thread works on its own
+    passes next to the shared convolutions (ReLU's backward, batch norm's): each thread works on its own
     rows; results come back in row order. Batch norm on (128, 16, 32, 32), forward + backward:
     4.13 -> 3.39 ms. (Batch norm's sums and the residual sums, shared the same way, measured no
     faster in the ResNet-20 step: 208.5 vs 208.1 ms.)"""

@@ -1,7 +1,8 @@
 """im2row / row2im: the channels-last twins of im2col / col2im (ember/ops/im2col.py).
 
-A convolution of channels-last input first copies it, zero-padded, to (N, Hp, Wp, C)
-(``to_nhwc``); ``im2row`` then lowers that to rows (N*OH*OW, G, KH*KW*C/G), one row per
+A convolution of channels-last input first copies it, zero-padded, to (nb, Hp, Wp, C), a chunk
+of images at a time (``pad_nhwc_into``; ``to_nhwc`` does a whole batch, and ``channels_last``
+transposes an NCHW array once); ``im2row`` then lowers that to rows (N*OH*OW, G, KH*KW*C/G), one row per
 output pixel, in (kh, kw, c) order. Each kernel row of a window is KW*C/G contiguous floats,
 so the copy moves long runs even when the image is small, and the GEMM that follows,
 (pixels, K) @ (K, OC/G), writes its result channels-last too (ember.ops.conv_lowering says
