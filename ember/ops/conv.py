@@ -35,10 +35,10 @@ class Conv2d(Function):
         y = _gemm_forward(src, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
         need = self.needs_input_grad or (False, False, False)
         # Save only what backward reads: the input (in its lowering's layout) for gw, w for gx.
-        self.xpad = src if need[1] else None
+        self.src = src if need[1] else None
         self.w = w if need[0] else None
         self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
-        self.xpad_shape = src.shape
+        self.padded_shape = src.shape
         return y
 
     def backward(self, gy):
@@ -51,7 +51,7 @@ class Conv2d(Function):
         if need[0]:
             gx = self._data_grad(gy)
         if need[1]:
-            gw = _weight_from_lowered(_gemm_weight_grad(self.xpad, gy, g, G, self.rows), self.wshape, self.rows)
+            gw = _weight_from_lowered(_gemm_weight_grad(self.src, gy, g, G, self.rows), self.wshape, self.rows)
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
@@ -73,7 +73,7 @@ class Conv2d(Function):
             wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
             wk = _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows)
             return _gemm_forward(Padded(gy, gpad, rows), wk, g2, None, rows)
-        gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.xpad_shape, self.rows)
+        gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.padded_shape, self.rows)
         return _unpad(gxpad, self.pads, self.rows)
 
 
