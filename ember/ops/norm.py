@@ -118,6 +118,8 @@ class Normalize(Function):
             x, axes = cr.rows(x), (0,)
             w, b = (cr.tile(p) if p is not None else None for p in (w, b))
         self.xc = None  # x - mean, saved by the elementwise passes below (the fused GPU kernels save xhat)
+        # w constant along the statistic's axes (all but layer_norm): it folds into one factor per statistic.
+        self.const_w = w is None or all(w.shape[i] == 1 for i in axes)
         if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
             if stats is None:
                 mean, var = cuda_kernels.mean_var(x, axes, self.count)
@@ -145,13 +147,11 @@ class Normalize(Function):
                     sink["mean"], sink["var"] = mean, var
             invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
             inv = self._tile(invstd)
-            # w constant along the statistic's axes (all but layer_norm): one factor per statistic.
-            fold = w is None or all(w.shape[i] == 1 for i in axes)
-            factor = (inv if w is None else inv * w) if fold else inv
+            factor = (inv if w is None else inv * w) if self.const_w else inv
 
             def affine(n):
                 xp.multiply(xc[n], _rows(factor, n), out=y[n])
-                if not fold:
+                if not self.const_w:
                     y[n] *= _rows(w, n)
                 if b is not None:
                     y[n] += _rows(b, n)
@@ -166,8 +166,7 @@ class Normalize(Function):
         xp = xp_of(gy)
         xc, xhat, w, axes, m, cr = self.xc, self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
         gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape((xc if xhat is None else xhat).shape)
-        # w constant along the statistic's axes: fold it into the per-statistic factor.
-        const_w = w is None or all(w.shape[a] == 1 for a in axes)
+        const_w = self.const_w  # w folds into the per-statistic factor
         gh = gy if const_w else gy * w
         inv = self._tile(self.invstd)
         scale = inv * w if (const_w and w is not None) else inv
