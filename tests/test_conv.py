@@ -101,6 +101,28 @@ def test_columns_on_the_wide_grid_and_plain_match_torch(wide, rng, monkeypatch):
         assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3
 
 
+@pytest.mark.parametrize("slabs", [True, False], ids=["width_rows_slabs", "full_rows"])
+def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypatch):
+    """Rows of one group with stride 1 in height and < 64 output channels are lowered along the
+    width only, and each kernel row's slab meets the weight per image (conv_lowering._slabs_pay);
+    force either way on every geometry that could take it, with a chunked batch and a remainder."""
+    from ember.ops import conv_lowering
+
+    monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G: slabs and g.sh == 1 and G == 1)
+    monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (6000,))  # a few images per chunk, with remainder
+    cases = [((5, 16, 12, 12), (16, 16, 3, 3), dict(padding=1)),
+             ((3, 32, 9, 7), (48, 32, 3, 3), dict(padding=1)),
+             ((4, 8, 11, 13), (12, 8, 5, 3), dict(padding=(2, 1), dilation=(2, 1))),
+             ((3, 8, 10, 15), (8, 8, 3, 4), dict(stride=(1, 2), padding=(0, 3))),
+             ((2, 8, 6, 6), (8, 8, 1, 3), dict())]
+    for xs, ws, kw in cases:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws) * 0.1, rng.standard_normal(ws[0])
+        ye, yt, es, ts = _run_both(F.conv2d, TF.conv2d, [x, w, b], **kw)
+        assert _rel(ye.data, yt.detach().numpy()) <= 1e-4, (xs, kw)
+        for e, t, what in zip(es, ts, ("input", "weight", "bias")):
+            assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3, (xs, kw, what)
+
+
 def test_conv2d_batch_chunks_with_remainder(rng, monkeypatch):
     """The CPU path lowers a few images at a time; a batch that is not a multiple of the chunk must work."""
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (2 * 8 * 9 * 36,))  # 2 images per chunk

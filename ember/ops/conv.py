@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, xp_of
+from ember.backend import check_same_device
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
     Padded, _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _unpad,

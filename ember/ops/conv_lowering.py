@@ -24,9 +24,10 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
-    With stride 1 in height and < 32 output channels per group (``_slabs_pay``) the
+    With one group, stride 1 in height and < 64 output channels (``_slabs_pay``) the
     rows are lowered along the width only (3x less copying for 3x3): kernel row kh
-    reads a shifted slab of them, so forward and grad of w run KH thinner GEMMs.
+    reads a shifted slab of each image's rows, so forward and grad of w run KH thinner
+    GEMMs per image, the forward's written straight into the output.
 
 Columns (channels-first, PyTorch's F.unfold layout), used below 8 channels per group,
 where channels-last runs are too short to copy fast (LeNet's 1-channel input):
@@ -158,24 +159,14 @@ def _weight_from_lowered(gwk, shape, rows: bool):
     return xp.ascontiguousarray(gwk.swapaxes(-1, -2)).reshape(shape)
 
 
-def _pixel_major(gyl, n0: int, n1: int, buf, height: int):
-    """Channels-last gyl[n0:n1] (nb, OH, OW, OC) copied onto a taller (nb*height*OW, OC) grid in a
-    reused buffer, rows past OH zeroed (the grid of ``_width_rows``' slabs)."""
-    xp = xp_of(gyl)
-    (nb, OH, OW, OC) = (n1 - n0,) + gyl.shape[1:]
-    buf, gyt = _scratch(buf, (nb * height * OW, OC), gyl.dtype, xp)
-    g4 = gyt.reshape(nb, height, OW, OC)
-    g4[:, OH:] = 0
-    g4[:, :OH] = gyl[n0:n1]
-    return buf, gyt
-
-
-def _slabs_pay(g: Geometry, OCg: int) -> bool:
-    """Whether ``_width_rows`` beats full rows: stride 1 in height, and few output channels per
-    group, where the copy (per pixel ~K floats, vs ~K*OC/G for the GEMM) is a large share of the
-    work. Measured on ResNet-20 shapes: 16 channels 1.25x faster; 64 channels 5-15% slower (the
-    dropped rows and KH thinner GEMMs cost more than the copy they save)."""
-    return g.sh == 1 and OCg < 32
+def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
+    """Whether ``_width_rows`` beats full rows: one group, stride 1 in height, and fewer than 64
+    output channels, where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share
+    of the work. Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w):
+    16 channels 1.25x faster than full rows; 32 channels 5-10% faster (ResNet-20 step 226 ->
+    216 ms); 64 channels 1.4x slower (the KH thinner GEMMs and their sums cost more than the
+    copy they save)."""
+    return g.sh == 1 and G == 1 and OCg < 64
 
 
 def _columns_channels_last(g: Geometry, OC: int, xp) -> bool:
@@ -219,17 +210,16 @@ def _plane_gy(gy, n0: int, n1: int, buf, g: Geometry, padded: tuple):
     return buf, gyp.reshape(OC, nb * Hp * Wp)
 
 
-def _width_rows(xpad, g: Geometry, G: int, buf):
+def _width_rows(xpad, g: Geometry, buf):
     """Stride-1 rows lowering that copies KH times less: lower along the width only.
 
-    Wide row (n*Hp + h)*OW + ow holds the KW-window at (h, ow) of image n; kernel row kh
-    then reads the shifted slab ``wide[kh*dh*OW : kh*dh*OW + M]``, whose row (n*Hp + oh)*OW
-    + ow is exactly its operand for output (oh, ow). Slab rows with oh >= OH straddle two
-    images: computed, then dropped (Hp/OH - 1 extra GEMM work, 6% at 32x32 with padding 1).
-    Returns wide (nb*Hp*OW, G, KW*C/G) and M.
+    Wide row h*OW + ow of image n holds the KW-window at padded row h, output column ow, so
+    kernel row kh reads the slab ``wide[n, kh*dh*OW : kh*dh*OW + OH*OW]``, whose row oh*OW + ow
+    is exactly its operand for output (oh, ow). Returns wide (nb, Hp*OW, KW*C) (one group).
     """
-    wide = im2row(xpad, g._replace(KH=1, dh=1, OH=xpad.shape[1]), G, out=buf)
-    return wide, wide.shape[0] - g.dh * (g.KH - 1) * g.OW
+    nb, Hp = xpad.shape[:2]
+    wide = im2row(xpad, g._replace(KH=1, dh=1, OH=Hp), 1, out=buf)
+    return wide.reshape(nb, Hp * g.OW, -1)
 
 
 def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
@@ -244,7 +234,7 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     G, K, OCg = wk.shape
     N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg, G)
     wide = not rows and _wide(g, xp)
     nhwc = rows or _columns_channels_last(g, OC, xp)
     out = xp.empty((N, g.OH, g.OW, OC) if nhwc else (N, OC, g.OH, g.OW), dtype=src.dtype)
@@ -255,18 +245,15 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
         for n0, n1 in chunks:
             nb = n1 - n0
             pbuf, xc = src.chunk(n0, n1, pbuf)
-            if slabs:
-                low, M = _width_rows(xc, g, G, buf)
-                ybuf, yt = _scratch(ybuf, (nb * Hp * g.OW, G, OCg), src.dtype, xp)
-                tbuf, tmp = _scratch(tbuf, (M, G, OCg), src.dtype, xp)
-                for kh in range(g.KH):  # y += slab_kh @ w[kh], per group
+            if slabs:  # per image: y[n] = sum over kh of slab_kh[n] @ w[kh], written straight into out
+                low = _width_rows(xc, g, buf)
+                y3 = out[n0:n1].reshape(nb, L, OC)
+                tbuf, tmp = _scratch(tbuf, (nb, L, OC), src.dtype, xp)
+                for kh in range(g.KH):
                     s0 = kh * g.dh * g.OW
-                    dst = yt[:M] if kh == 0 else tmp
-                    xp.matmul(low[s0:s0 + M].transpose(1, 0, 2), wk[:, kh * KWC:(kh + 1) * KWC],
-                              out=dst.transpose(1, 0, 2))
+                    xp.matmul(low[:, s0:s0 + L], wk[0, kh * KWC:(kh + 1) * KWC], out=y3 if kh == 0 else tmp)
                     if kh:
-                        yt[:M] += tmp
-                out[n0:n1] = yt.reshape(nb, Hp, g.OW, OC)[:, :g.OH]  # drop the rows that straddle two images
+                        y3 += tmp
             elif rows:
                 low = im2row(xc, g, G, out=buf)  # (nb*L, G, K)
                 yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
@@ -304,7 +291,7 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
     K = src.shape[3 if rows else 1] // G * g.KH * g.KW
-    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg)
+    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg, G)
     wide, Wp = not rows and _wide(g, xp), src.shape[-1]
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else gy  # columns: either order, read in place
     per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
@@ -315,13 +302,14 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
         for n0, n1 in chunks:
             nb = n1 - n0
             pbuf, xc = src.chunk(n0, n1, pbuf)
-            if slabs:  # gw[kh] += slab_kh^T @ gy, with gy's rows laid out on the slab's (Hp, OW) grid
-                low, M = _width_rows(xc, g, G, buf)
-                gbuf, gyt = _pixel_major(gyl, n0, n1, gbuf, height=Hp)
-                gy3 = gyt[:M].reshape(M, G, OCg).transpose(1, 0, 2)
+            if slabs:  # per image: gw[kh] += slab_kh[n]^T @ gy[n], summed over the chunk's images
+                low = _width_rows(xc, g, buf)
+                gy3 = gyl[n0:n1].reshape(nb, L, OCg)
+                gbuf, part = _scratch(gbuf, (nb, KWC, OCg), gy.dtype, xp)
                 for kh in range(g.KH):
                     s0 = kh * g.dh * g.OW
-                    gwk[:, kh * KWC:(kh + 1) * KWC] += low[s0:s0 + M].transpose(1, 2, 0) @ gy3
+                    xp.matmul(low[:, s0:s0 + L].transpose(0, 2, 1), gy3, out=part)
+                    gwk[0, kh * KWC:(kh + 1) * KWC] += part.sum(axis=0)
             elif rows:
                 low = im2row(xc, g, G, out=buf)
                 # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
