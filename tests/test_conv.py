@@ -123,6 +123,26 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
             assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3, (xs, kw, what)
 
 
+def test_offsets2im_equals_row2im(rng):
+    """The CPU data gradient adds one contiguous block per kernel offset (im2row.offsets2im), into
+    phase planes when strided; it must equal row2im's slice-adds of the same values laid out as rows."""
+    from ember.ops.im2row import offsets2im, row2im
+
+    cases = [((2, 10, 10, 8), (3, 3), (1, 1), (1, 1), 1),
+             ((3, 11, 9, 6), (3, 2), (2, 2), (1, 1), 2),
+             ((2, 13, 12, 4), (3, 3), (3, 2), (2, 1), 1),
+             ((1, 9, 9, 8), (2, 2), (2, 2), (2, 2), 4),
+             ((2, 8, 7, 3), (1, 1), (2, 3), (1, 1), 1)]
+    for (n, Hp, Wp, C), (KH, KW), (sh, sw), (dh, dw), G in cases:
+        g = im2col.make_geometry(Hp, Wp, (KH, KW), (sh, sw), (dh, dw), (0, 0, 0, 0))
+        L, Cg = g.OH * g.OW, C // G
+        parts = rng.standard_normal((G, KH * KW, n * L, Cg)).astype(np.float32)
+        rows = parts.reshape(G, KH * KW, n * L, Cg).transpose(2, 0, 1, 3).reshape(n * L, G, KH * KW * Cg)
+        want = row2im(np.ascontiguousarray(rows), g, np.zeros((n, Hp, Wp, C), np.float32))
+        got = offsets2im(parts, g, np.zeros((n, Hp, Wp, C), np.float32))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=str((Hp, Wp, KH, KW, sh, sw, dh, dw, G)))
+
+
 def test_conv2d_batch_chunks_with_remainder(rng, monkeypatch):
     """The CPU path lowers a few images at a time; a batch that is not a multiple of the chunk must work."""
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (2 * 8 * 9 * 36,))  # 2 images per chunk

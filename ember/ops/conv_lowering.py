@@ -15,7 +15,8 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
                 y    = rows @ w (per group)         (N*L, OC/G)     tall GEMM written straight into the output
     grad of w   gw  += rows^T @ gy                  (K, N*L) @ (N*L, OC/G), gy read channels-last
     grad of x   stride 1 and C >= OC: gx = conv2d(pad(gy), flipped w with in/out swapped)
-                else: rows = gy @ w^T; gx = row2im(rows)     KH*KW slice-adds
+                else: per kernel offset gy @ w[kh, kw]^T, added back by ``offsets2im``: KH*KW
+                shifted boxes (with a stride, into one contiguous plane per phase of it)
 
     The output is returned in channels-last memory: an (N, OC, OH, OW)-shaped view of the
     (N, OH, OW, OC) array the GEMM wrote (PyTorch calls this the channels_last memory format).
@@ -55,7 +56,7 @@ from ember.ops.im2col import (
     Geometry, batch_chunk, col2im, col2im_planes, im2col, im2col_wide, unused_wide_view, wide_length, wide_view,
     zero_pad,
 )
-from ember.ops.im2row import channels_last, from_nhwc, im2row, pad_nhwc_into, row2im
+from ember.ops.im2row import channels_last, from_nhwc, im2row, offsets2im, pad_nhwc_into, row2im
 from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
@@ -345,12 +346,20 @@ def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
     wide, (Hp, Wp) = not rows and _wide(g, xp), padded_shape[-2:]
     gxpad = (xp.empty if wide else xp.zeros)(padded_shape, dtype=gy.dtype)  # wide chunks assign all of it
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else xp.ascontiguousarray(gy)
+    by_offset = rows and xp is np  # CPU: one GEMM per kernel offset; GPU: one GEMM, one gather kernel
+    if by_offset:  # (G, KH*KW, OCg, Cg): the weight of each kernel offset, transposed
+        wko = xp.ascontiguousarray(wk.reshape(G, g.KH * g.KW, -1, OCg).swapaxes(-1, -2))
 
     def work(chunks):  # one thread's share, with its own reused buffers
         buf = gbuf = tbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
-            if rows:
+            if by_offset:  # per group and offset (nb*L, OCg) @ (OCg, Cg): contiguous blocks to add back
+                buf, parts = _scratch(buf, (G, g.KH * g.KW, nb * L, wko.shape[-1]), gy.dtype, xp)
+                gyt = gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)[:, None]  # (G, 1, nb*L, OCg)
+                xp.matmul(gyt, wko, out=parts)
+                offsets2im(parts, g, gxpad[n0:n1])
+            elif rows:
                 buf, low = _scratch(buf, (nb * L, G, K), gy.dtype, xp)
                 gyt = gyl[n0:n1].reshape(-1, G, OCg)
                 xp.matmul(gyt.transpose(1, 0, 2), wkt, out=low.transpose(1, 0, 2))

@@ -6,7 +6,8 @@ transposes an NCHW array once); ``im2row`` then lowers that to rows (N*OH*OW, G,
 output pixel, in (kh, kw, c) order. Each kernel row of a window is KW*C/G contiguous floats,
 so the copy moves long runs even when the image is small, and the GEMM that follows,
 (pixels, K) @ (K, OC/G), writes its result channels-last too (ember.ops.conv_lowering says
-which lowering runs when). ``row2im`` is the adjoint, one slice-add per kernel offset.
+which lowering runs when). ``row2im`` is the adjoint, one slice-add per kernel offset; ``offsets2im``
+the same adjoint from one contiguous block per kernel offset (the CPU's data gradient).
 
 Channels-last arrays keep their (N, C, H, W) shape: they are transposed views of (N, H, W, C)
 memory (``channels_last``, ``ember.backend.is_channels_last``), PyTorch's channels_last format.
@@ -108,6 +109,41 @@ def im2row(xpad, g: Geometry, groups: int = 1, out=None):
     out = xp.empty(shape7, dtype=xpad.dtype) if out is None else out.reshape(-1)[:size].reshape(shape7)
     out[...] = windows_nhwc(xpad, g, groups)
     return out.reshape(N * g.OH * g.OW, groups, -1)
+
+
+def offsets2im(parts, g: Geometry, out):
+    """Add the data-gradient pieces of each kernel offset back into channels-last ``out`` (n, Hp, Wp, C).
+
+    ``parts`` (G, KH*KW, n*OH*OW, C/G) holds, per group and kernel offset (kh, kw), one contiguous
+    block: the gradient reaching the padded pixels (oh*sh + kh*dh, ow*sw + kw*dw). Laid out this
+    way (one GEMM per offset) rather than as rows (``row2im``: KW*C/G-float pieces of each row),
+    every add reads contiguous memory. With stride 1 offset (kh, kw) adds into a shifted box of
+    out, runs of OW*C floats. With a stride, the box's pixels are sh*sw pixels apart; they all lie
+    in one phase of out (the pixels whose padded row and column leave the same remainders mod
+    (sh, sw)), so the adds go into one contiguous plane per phase, each then copied into its
+    phase of out at once. A stride-2 3x3 layer's data gradient at (128, 16, 32, 32): 10.6 ms of
+    strided adds by ``row2im`` against 2.9 ms for the adds and the copies here (one core).
+    """
+    xp = xp_of(out)
+    n, Hp, Wp, C = out.shape
+    G = parts.shape[0]
+    planes = {}  # (row phase, column phase) -> contiguous (n, rows, cols, C) plane, made on first use
+    for kh in range(g.KH):
+        a, i0 = (kh * g.dh) % g.sh, (kh * g.dh) // g.sh
+        for kw in range(g.KW):
+            b, j0 = (kw * g.dw) % g.sw, (kw * g.dw) // g.sw
+            if g.sh == g.sw == 1:
+                plane = out
+            elif (a, b) not in planes:
+                plane = planes[a, b] = xp.zeros((n, len(range(a, Hp, g.sh)), len(range(b, Wp, g.sw)), C), out.dtype)
+            else:
+                plane = planes[a, b]
+            src = parts[:, kh * g.KW + kw].reshape(G, n, g.OH, g.OW, C // G).transpose(1, 2, 3, 0, 4)
+            box = plane[:, i0:i0 + g.OH, j0:j0 + g.OW]
+            box += src.reshape(box.shape)  # a view for one group; with several, a copy of the source
+    for (a, b), plane in planes.items():
+        out[:, a::g.sh, b::g.sw] = plane
+    return out
 
 
 def row2im(rows, g: Geometry, out):
