@@ -104,8 +104,9 @@ def test_columns_on_the_wide_grid_and_plain_match_torch(wide, rng, monkeypatch):
 @pytest.mark.parametrize("slabs", [True, False], ids=["width_rows_slabs", "full_rows"])
 def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypatch):
     """Rows of one group with stride 1 in height and < 64 output channels are lowered along the
-    width only, and each kernel row's slab meets the weight per image (conv_lowering._slabs_pay);
-    force either way on every geometry that could take it, with a chunked batch and a remainder."""
+    width only, straight from the unpadded input (im2row.WidthRows), and each kernel row's slab
+    meets the weight per image (conv_lowering._slabs_pay); force either way on every geometry that
+    could take it (padding, dilation and stride along the width), with a chunked batch and a remainder."""
     from ember.ops import conv_lowering
 
     monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G: slabs and g.sh == 1 and G == 1)
@@ -114,6 +115,8 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
              ((3, 32, 9, 7), (48, 32, 3, 3), dict(padding=1)),
              ((4, 8, 11, 13), (12, 8, 5, 3), dict(padding=(2, 1), dilation=(2, 1))),
              ((3, 8, 10, 15), (8, 8, 3, 4), dict(stride=(1, 2), padding=(0, 3))),
+             ((3, 8, 9, 12), (8, 8, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
+             ((2, 8, 5, 4), (8, 8, 3, 1), dict(padding=(1, 3))),  # padding wider than the kernel: padded first
              ((2, 8, 6, 6), (8, 8, 1, 3), dict())]
     for xs, ws, kw in cases:
         x, w, b = rng.standard_normal(xs), rng.standard_normal(ws) * 0.1, rng.standard_normal(ws[0])
@@ -121,6 +124,34 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
         assert _rel(ye.data, yt.detach().numpy()) <= 1e-4, (xs, kw)
         for e, t, what in zip(es, ts, ("input", "weight", "bias")):
             assert _rel(e.grad.data, t.grad.numpy()) <= 1e-3, (xs, kw, what)
+
+
+def test_width_rows_equal_im2row_of_the_padded_input(rng):
+    """im2row.WidthRows lowers along the width straight from unpadded x (interior windows in one
+    copy, border columns piece by piece); it must equal im2row of the zero-padded x, for paddings,
+    strides and dilations along the width, and say when padding wider than the kernel does not fit."""
+    import itertools
+
+    from ember.ops.im2row import WidthRows, im2row, pad_nhwc_into
+
+    fitted = unfit = 0
+    for H, W, KW, sw, dw, pads in itertools.product(
+            [1, 4], [1, 3, 8], [1, 2, 3, 5], [1, 2, 3], [1, 2], [(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 0, 3), (0, 1, 4, 0)]):
+        t, b, l, r = pads
+        if W + l + r < (KW - 1) * dw + 1:
+            continue
+        x = rng.standard_normal((3, H, W, 4)).astype(np.float32)
+        g = im2col.make_geometry(H + t + b, W, (1, KW), (1, sw), (1, dw), (0, 0, l, r))
+        xpad = np.zeros((3, H + t + b, W + l + r, 4), np.float32)
+        want = im2row(pad_nhwc_into(x.transpose(0, 3, 1, 2), pads, xpad), g, 1).reshape(3, -1, KW * 4)
+        lowering = WidthRows(x, pads, g)
+        if not lowering.fits:
+            unfit += 1
+            continue
+        got = lowering.lower(1, 3, out=np.full(want.size, np.nan, np.float32))
+        np.testing.assert_array_equal(got, want[1:3], err_msg=str((H, W, KW, sw, dw, pads)))
+        fitted += 1
+    assert fitted > 100 and unfit > 0
 
 
 def test_offsets2im_equals_row2im(rng):

@@ -56,7 +56,7 @@ from ember.ops.im2col import (
     Geometry, batch_chunk, col2im, col2im_planes, im2col, im2col_wide, unused_wide_view, wide_length, wide_view,
     zero_pad,
 )
-from ember.ops.im2row import channels_last, from_nhwc, im2row, offsets2im, pad_nhwc_into, row2im
+from ember.ops.im2row import WidthRows, channels_last, from_nhwc, im2row, offsets2im, pad_nhwc_into, row2im
 from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
@@ -130,6 +130,19 @@ class Padded:
         if self.rows:
             return buf, pad_nhwc_into(x[n0:n1], self.pads, out)
         return buf, zero_pad(x[n0:n1], self.pads, out=out)
+
+    def width_rows(self, n0: int, n1: int, g: Geometry, buf=None):
+        """Rows lowering along the width only (``_width_rows``) of padded images n0:n1, copied
+        straight from x (``im2row.WidthRows``: no padded copy), into ``buf`` when given."""
+        gw = g._replace(KH=1, dh=1, sh=1, OH=self.shape[1])
+        # Made on first use (two threads may both make it, the same) and kept for backward.
+        if getattr(self, "_width", None) is None or self._width[0] != gw:
+            self._width = (gw, WidthRows(self.x.transpose(0, 2, 3, 1), self.pads, gw))
+        lowering = self._width[1]
+        if lowering.fits:
+            return lowering.lower(n0, n1, buf)
+        wide = im2row(self.chunk(n0, n1)[1], gw, 1, out=buf)  # padding wider than the kernel: pad first
+        return wide.reshape(n1 - n0, -1, wide.shape[-1])
 
 
 def _unpad(xpad, pads: tuple, rows: bool):
@@ -211,16 +224,15 @@ def _plane_gy(gy, n0: int, n1: int, buf, g: Geometry, padded: tuple):
     return buf, gyp.reshape(OC, nb * Hp * Wp)
 
 
-def _width_rows(xpad, g: Geometry, buf):
+def _width_rows(src: Padded, n0: int, n1: int, g: Geometry, buf):
     """Stride-1 rows lowering that copies KH times less: lower along the width only.
 
     Wide row h*OW + ow of image n holds the KW-window at padded row h, output column ow, so
     kernel row kh reads the slab ``wide[n, kh*dh*OW : kh*dh*OW + OH*OW]``, whose row oh*OW + ow
-    is exactly its operand for output (oh, ow). Returns wide (nb, Hp*OW, KW*C) (one group).
+    is exactly its operand for output (oh, ow). Returns wide (nb, Hp*OW, KW*C) (one group) for
+    images n0:n1 of ``src``, lowered straight from its unpadded images (``Padded.width_rows``).
     """
-    nb, Hp = xpad.shape[:2]
-    wide = im2row(xpad, g._replace(KH=1, dh=1, OH=Hp), 1, out=buf)
-    return wide.reshape(nb, Hp * g.OW, -1)
+    return src.width_rows(n0, n1, g, buf)
 
 
 def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
@@ -245,9 +257,8 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
         buf = ybuf = tbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
-            pbuf, xc = src.chunk(n0, n1, pbuf)
             if slabs:  # per image: y[n] = sum over kh of slab_kh[n] @ w[kh], written straight into out
-                low = _width_rows(xc, g, buf)
+                low = _width_rows(src, n0, n1, g, buf)
                 y3 = out[n0:n1].reshape(nb, L, OC)
                 tbuf, tmp = _scratch(tbuf, (nb, L, OC), src.dtype, xp)
                 for kh in range(g.KH):
@@ -256,10 +267,12 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
                     if kh:
                         y3 += tmp
             elif rows:
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2row(xc, g, G, out=buf)  # (nb*L, G, K)
                 yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
                 xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
             elif wide:
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2col_wide(xc, g, out=buf)  # (G*K, nb*Lw)
                 ybuf, yw = _scratch(ybuf, (G, OCg, low.shape[-1]), src.dtype, xp)
                 xp.matmul(wkt, low.reshape(G, K, -1), out=yw)  # one GEMM per group for the whole chunk
@@ -269,6 +282,7 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
                 else:  # the bias is added while the outputs are copied out
                     xp.add(y, b.reshape(-1, 1, 1), out=out[n0:n1])
             else:
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2col(xc, g, out=buf).reshape(nb, G, K, L)
                 if nhwc:  # per image and group (L, K) @ (K, OCg), written channels-last
                     xp.matmul(low.swapaxes(-1, -2), wk, out=out[n0:n1].reshape(nb, L, G, OCg).transpose(0, 2, 1, 3))
@@ -302,9 +316,8 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
         buf = gbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
-            pbuf, xc = src.chunk(n0, n1, pbuf)
             if slabs:  # per image: gw[kh] += slab_kh[n]^T @ gy[n], summed over the chunk's images
-                low = _width_rows(xc, g, buf)
+                low = _width_rows(src, n0, n1, g, buf)
                 gy3 = gyl[n0:n1].reshape(nb, L, OCg)
                 gbuf, part = _scratch(gbuf, (nb, KWC, OCg), gy.dtype, xp)
                 for kh in range(g.KH):
@@ -312,14 +325,17 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
                     xp.matmul(low[:, s0:s0 + L].transpose(0, 2, 1), gy3, out=part)
                     gwk[0, kh * KWC:(kh + 1) * KWC] += part.sum(axis=0)
             elif rows:
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2row(xc, g, G, out=buf)
                 # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
                 gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
             elif wide:  # the unused wide columns meet zeros in gy
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2col_wide(xc, g, out=buf)
                 gbuf, gyw = _wide_gy(gyl, n0, n1, gbuf, g, Wp)
                 gwk += low.reshape(G, K, -1) @ gyw.reshape(G, OCg, -1).swapaxes(-1, -2)
             else:
+                pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2col(xc, g, out=buf)
                 # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
                 gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)

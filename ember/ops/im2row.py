@@ -146,6 +146,62 @@ def offsets2im(parts, g: Geometry, out):
     return out
 
 
+class WidthRows:
+    """``im2row`` along the width only (one group) of x zero-padded by pads = (t, b, l, r), copied
+    straight from unpadded channels-last x (N, H, W, C), without a padded copy of it.
+
+    ``g`` is the lowering's geometry along the width (OW, KW, sw, dw; KH and the height's stride
+    are 1: every padded row is lowered). Calling ``lower(n0, n1, out)`` fills rows
+    (n1-n0, Hp*OW, KW*C) for images n0:n1: row h*OW + ow of image n holds the KW-window of padded
+    row h at output column ow, in (kw, c) order. The output columns whose windows lie inside x
+    (all but a column or two at each side) are one strided copy of x, KW*C contiguous floats per
+    window; the few border columns take their in-bounds kernel columns from x and zeros for the
+    rest; padding rows are zeros. The views of x are made once, so a chunk costs a few slicing
+    copies. ``fits`` is False when padding wider than the kernel leaves more than KW border
+    columns (then pad and use ``im2row``).
+    """
+
+    def __init__(self, x, pads: tuple, g: Geometry):
+        xp = self.xp = xp_of(x)
+        N, H, W, C = x.shape
+        t, b, l, r = pads
+        self.t, self.H, self.Hp, self.OW, self.KW, self.C, self.dtype = t, H, H + t + b, g.OW, g.KW, C, x.dtype
+        first = min(g.OW, -(-l // g.sw))  # output columns [first, last): every kernel column inside x
+        last = max(first, min(g.OW, (W - 1 - (g.KW - 1) * g.dw + l) // g.sw + 1))
+        border = [*range(first), *range(last, g.OW)]
+        self.fits = len(border) <= g.KW
+        strided = np.lib.stride_tricks.as_strided if xp is np else xp.lib.stride_tricks.as_strided
+        s0, s1, s2, s3 = x.strides
+        self.pieces = []  # (output columns, kernel columns, source view (N, H, ...) or None for zeros)
+        if last > first:
+            src = strided(x[:, :, first * g.sw - l:], shape=(N, H, last - first, g.KW, C),
+                          strides=(s0, s1, g.sw * s2, g.dw * s2, s3))
+            self.pieces.append((slice(first, last), slice(None), src))
+        for ow in border:
+            inside = [kw for kw in range(g.KW) if 0 <= ow * g.sw - l + kw * g.dw < W]
+            k0, k1 = (inside[0], inside[-1] + 1) if inside else (0, 0)
+            for zeros in (slice(0, k0), slice(k1, g.KW)):
+                if zeros.stop > zeros.start:
+                    self.pieces.append((ow, zeros, None))
+            if inside:
+                c0 = ow * g.sw - l + k0 * g.dw
+                src = strided(x[:, :, c0:], shape=(N, H, k1 - k0, C), strides=(s0, s1, g.dw * s2, s3))
+                self.pieces.append((ow, slice(k0, k1), src))
+
+    def lower(self, n0: int, n1: int, out=None):
+        """Rows (n1-n0, Hp*OW, KW*C) of images n0:n1, written into the flat buffer ``out`` when given."""
+        nb, t, H = n1 - n0, self.t, self.H
+        size = nb * self.Hp * self.OW * self.KW * self.C
+        o = self.xp.empty(size, dtype=self.dtype) if out is None else out.reshape(-1)[:size]
+        o = o.reshape(nb, self.Hp, self.OW, self.KW, self.C)
+        o[:, :t] = 0
+        o[:, t + H:] = 0
+        inner = o[:, t:t + H]
+        for cols, kws, src in self.pieces:
+            inner[:, :, cols, kws] = 0 if src is None else src[n0:n1]
+        return o.reshape(nb, self.Hp * self.OW, self.KW * self.C)
+
+
 def row2im(rows, g: Geometry, out):
     """Add rows (N*OH*OW, G, KH*KW*C/G) back into channels-last ``out`` (N, Hp, Wp, C): im2row's adjoint.
 
