@@ -26,9 +26,10 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
     With one group, stride 1 in height and < 64 output channels (``_slabs_pay``) the
-    rows are lowered along the width only (3x less copying for 3x3): kernel row kh
-    reads a shifted slab of each image's rows, so forward and grad of w run KH thinner
-    GEMMs per image, the forward's written straight into the output.
+    rows are lowered along the width only (3x less copying for 3x3), straight from the
+    unpadded input (``im2row.WidthRows``: no padded copy): kernel row kh reads a shifted
+    slab of each image's rows, so forward and grad of w run KH thinner GEMMs per image,
+    the forward's written straight into the output.
 
 Columns (channels-first, PyTorch's F.unfold layout), used below 8 channels per group,
 where channels-last runs are too short to copy fast (LeNet's 1-channel input):
