@@ -25,7 +25,7 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
-    With one group, stride 1 in height and < 64 output channels (``_slabs_pay``) the
+    With one group, stride 1 in height and at most 64 output channels (``_slabs_pay``) the
     rows are lowered along the width only (3x less copying for 3x3), straight from the
     unpadded input (``im2row.WidthRows``: no padded copy): kernel row kh reads a shifted
     slab of each image's rows, so forward and grad of w run KH thinner GEMMs per image,
@@ -175,13 +175,14 @@ def _weight_from_lowered(gwk, shape, rows: bool):
 
 
 def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
-    """Whether ``_width_rows`` beats full rows: one group, stride 1 in height, and fewer than 64
+    """Whether ``_width_rows`` beats full rows: one group, stride 1 in height, and at most 64
     output channels, where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share
     of the work. Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w):
-    16 channels 1.25x faster than full rows; 32 channels 5-10% faster (ResNet-20 step 226 ->
-    216 ms); 64 channels 1.4x slower (the KH thinner GEMMs and their sums cost more than the
-    copy they save)."""
-    return g.sh == 1 and G == 1 and OCg < 64
+    16 channels 1.25x faster than full rows, 32 channels 5-10% faster (ResNet-20 step 226 -> 216
+    ms), 64 channels at 8x8 17% faster forward, 3% grad of w (step 210 -> 205 ms), W4's 64
+    channels at 32x32 the same; 128 channels 4-5% slower, 256 channels 20-30% slower (their full
+    rows' GEMMs, K = 9*C long, run faster than the KH thinner ones and the sums of their results)."""
+    return g.sh == 1 and G == 1 and OCg <= 64
 
 
 def _columns_channels_last(g: Geometry, OC: int, xp) -> bool:
