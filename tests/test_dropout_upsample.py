@@ -8,11 +8,7 @@ import torch
 import ember
 import ember.nn.functional as F
 from ember import nn
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+from tests.torch_compare import rel_err
 
 
 # ---- dropout ------------------------------------------------------------------------------------------
@@ -83,11 +79,11 @@ def test_upsample_vs_torch(kw, rng):
     xt = torch.from_numpy(x.copy()).requires_grad_()
     ye, yt = em(xe), tm(xt)
     assert ye.shape == tuple(yt.shape) and ye.dtype == np.float32
-    assert _rel(ye.data, yt.detach().numpy()) <= 1e-4
+    assert rel_err(ye.data, yt.detach().numpy()) <= 1e-4
     g = rng.standard_normal(ye.shape).astype(np.float32)
     ye.backward(ember.Tensor(g))
     yt.backward(torch.from_numpy(g))
-    assert _rel(xe.grad.data, xt.grad.numpy()) <= 1e-3
+    assert rel_err(xe.grad.data, xt.grad.numpy()) <= 1e-3
 
 
 def test_pixel_shuffle_layers_round_trip(rng):

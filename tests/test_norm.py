@@ -9,11 +9,7 @@ import ember
 from ember.backend import xp_of
 import ember.nn.functional as F
 from ember import nn
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+from tests.torch_compare import rel_err
 
 
 def _randomize(em, tm, rng):
@@ -39,15 +35,15 @@ def _step(em, tm, x, rng, fwd=1e-4, grad=1e-3, layout=(False, False)):
     xt = torch.from_numpy(x.copy()).requires_grad_()
     ye, yt = em(xe), tm(xt)
     assert ye.shape == tuple(yt.shape) and ye.dtype == np.float32
-    assert _rel(ye.data, yt.detach().numpy()) <= fwd
+    assert rel_err(ye.data, yt.detach().numpy()) <= fwd
     g = rng.standard_normal(ye.shape).astype(np.float32)
     ye.backward(ember.Tensor(_channels_last(g) if layout[1] else g))
     yt.backward(torch.from_numpy(g))
-    assert _rel(xe.grad.data, xt.grad.numpy()) <= grad
+    assert rel_err(xe.grad.data, xt.grad.numpy()) <= grad
     for name in ("weight", "bias"):
         p = getattr(em, name, None)
         if p is not None:
-            assert _rel(p.grad.data, getattr(tm, name).grad.numpy()) <= grad, name
+            assert rel_err(p.grad.data, getattr(tm, name).grad.numpy()) <= grad, name
             p.grad = None
             getattr(tm, name).grad = None
 
@@ -60,8 +56,8 @@ def test_batchnorm2d_train_eval_vs_torch(shape, rng):
     for _ in range(3):  # running stats over several steps
         x = (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32)
         _step(em, tm, x, rng)
-    assert _rel(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
-    assert _rel(em.running_var.data, tm.running_var.numpy()) <= 1e-4
+    assert rel_err(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
+    assert rel_err(em.running_var.data, tm.running_var.numpy()) <= 1e-4
     assert int(em.num_batches_tracked.data) == int(tm.num_batches_tracked) == 3
     em.eval()
     tm.eval()
@@ -80,8 +76,8 @@ def test_batchnorm_channels_last_memory_vs_torch(make, shape, layout, rng):
     _randomize(em, tm, rng)
     for _ in range(2):
         _step(em, tm, (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32), rng, layout=layout)
-    assert _rel(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
-    assert _rel(em.running_var.data, tm.running_var.numpy()) <= 1e-4
+    assert rel_err(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
+    assert rel_err(em.running_var.data, tm.running_var.numpy()) <= 1e-4
     em.eval()
     tm.eval()
     _step(em, tm, (rng.standard_normal(shape) * 2 + 0.5).astype(np.float32), rng, layout=layout)
@@ -102,8 +98,8 @@ def test_batchnorm1d_options_vs_torch(kw, rng):
         tm.eval()
         _step(em, tm, rng.standard_normal(shape).astype(np.float32), rng)
         if em.running_mean is not None:
-            assert _rel(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
-            assert _rel(em.running_var.data, tm.running_var.numpy()) <= 1e-4
+            assert rel_err(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
+            assert rel_err(em.running_var.data, tm.running_var.numpy()) <= 1e-4
 
 
 def test_batchnorm_state_dict_matches_torch():
@@ -158,8 +154,8 @@ def test_instance_norm_running_stats_vs_torch(rng):
     _randomize(em, tm, rng)
     for _ in range(3):
         _step(em, tm, rng.standard_normal((6, 4, 5, 5)).astype(np.float32) + 2, rng)
-    assert _rel(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
-    assert _rel(em.running_var.data, tm.running_var.numpy()) <= 1e-4
+    assert rel_err(em.running_mean.data, tm.running_mean.numpy()) <= 1e-4
+    assert rel_err(em.running_var.data, tm.running_var.numpy()) <= 1e-4
     em.eval()
     tm.eval()
     _step(em, tm, rng.standard_normal((6, 4, 5, 5)).astype(np.float32), rng)

@@ -8,11 +8,7 @@ import torch
 import ember
 import ember.nn.functional as F
 from ember import nn
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+from tests.torch_compare import rel_err
 
 
 def _check_module(em, tm, x, rng, fwd=1e-4, grad=1e-3):
@@ -24,11 +20,11 @@ def _check_module(em, tm, x, rng, fwd=1e-4, grad=1e-3):
         np.testing.assert_array_equal(ye[1].numpy(), yt[1].numpy())
         ye, yt = ye[0], yt[0]
     assert ye.shape == tuple(yt.shape) and ye.dtype == np.float32
-    assert _rel(ye.data, yt.detach().numpy()) <= fwd
+    assert rel_err(ye.data, yt.detach().numpy()) <= fwd
     g = rng.standard_normal(ye.shape).astype(np.float32)
     ye.backward(ember.Tensor(g))
     yt.backward(torch.from_numpy(g))
-    assert _rel(xe.grad.data, xt.grad.numpy()) <= grad
+    assert rel_err(xe.grad.data, xt.grad.numpy()) <= grad
 
 
 @pytest.mark.parametrize("args,kw", [
