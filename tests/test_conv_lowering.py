@@ -85,7 +85,8 @@ def test_width_rows_equal_im2row_of_the_padded_input(rng):
 
     fitted = unfit = 0
     for H, W, KW, sw, dw, pads in itertools.product(
-            [1, 4], [1, 3, 8], [1, 2, 3, 5], [1, 2, 3], [1, 2], [(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 0, 3), (0, 1, 4, 0)]):
+            [1, 4], [1, 3, 8], [1, 2, 3, 5], [1, 2, 3], [1, 2],
+            [(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 0, 3), (0, 1, 4, 0)]):
         t, b, l, r = pads
         if W + l + r < (KW - 1) * dw + 1:
             continue

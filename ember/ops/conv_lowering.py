@@ -120,6 +120,7 @@ class Padded:
         N, C, H, W = x.shape
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
         self.shape = (N, Hp, Wp, C) if rows else (N, C, Hp, Wp)
+        self._width = None  # (geometry, im2row.WidthRows) of the last ``width_rows``
 
     def chunk(self, n0: int, n1: int, buf=None):
         """(buf, padded images n0:n1): a view of x when there is nothing to pad, else a copy into
@@ -133,11 +134,17 @@ class Padded:
         return buf, zero_pad(x[n0:n1], self.pads, out=out)
 
     def width_rows(self, n0: int, n1: int, g: Geometry, buf=None):
-        """Rows lowering along the width only (``_width_rows``) of padded images n0:n1, copied
-        straight from x (``im2row.WidthRows``: no padded copy), into ``buf`` when given."""
+        """Stride-1 rows lowering that copies KH times less: padded images n0:n1 lowered along the
+        width only, (nb, Hp*OW, KW*C) (one group), into ``buf`` when given.
+
+        Wide row h*OW + ow of image n holds the KW-window at padded row h, output column ow, so
+        kernel row kh reads the slab ``wide[n, kh*dh*OW : kh*dh*OW + OH*OW]``, whose row
+        oh*OW + ow is exactly its operand for output (oh, ow). The rows are copied straight from
+        x (``im2row.WidthRows``: no padded copy), whose views of x are made on first use (two
+        threads may both make them, the same ones) and kept for backward.
+        """
         gw = g._replace(KH=1, dh=1, sh=1, OH=self.shape[1])
-        # Made on first use (two threads may both make it, the same) and kept for backward.
-        if getattr(self, "_width", None) is None or self._width[0] != gw:
+        if self._width is None or self._width[0] != gw:
             self._width = (gw, WidthRows(self.x.transpose(0, 2, 3, 1), self.pads, gw))
         lowering = self._width[1]
         if lowering.fits:
@@ -175,7 +182,7 @@ def _weight_from_lowered(gwk, shape, rows: bool):
 
 
 def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
-    """Whether ``_width_rows`` beats full rows: one group, stride 1 in height, and at most 64
+    """Whether ``Padded.width_rows`` beats full rows: one group, stride 1 in height, and at most 64
     output channels, where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share
     of the work. Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w):
     16 channels 1.25x faster than full rows, 32 channels 5-10% faster (ResNet-20 step 226 -> 216
@@ -226,17 +233,6 @@ def _plane_gy(gy, n0: int, n1: int, buf, g: Geometry, padded: tuple):
     return buf, gyp.reshape(OC, nb * Hp * Wp)
 
 
-def _width_rows(src: Padded, n0: int, n1: int, g: Geometry, buf):
-    """Stride-1 rows lowering that copies KH times less: lower along the width only.
-
-    Wide row h*OW + ow of image n holds the KW-window at padded row h, output column ow, so
-    kernel row kh reads the slab ``wide[n, kh*dh*OW : kh*dh*OW + OH*OW]``, whose row oh*OW + ow
-    is exactly its operand for output (oh, ow). Returns wide (nb, Hp*OW, KW*C) (one group) for
-    images n0:n1 of ``src``, lowered straight from its unpadded images (``Padded.width_rows``).
-    """
-    return src.width_rows(n0, n1, g, buf)
-
-
 def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     """The conv of padded input ``src`` with wk (G, K, OCg) (``_lowered_weight``), + b (OC,): (N, OC, OH, OW).
 
@@ -260,7 +256,7 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
         for n0, n1 in chunks:
             nb = n1 - n0
             if slabs:  # per image: y[n] = sum over kh of slab_kh[n] @ w[kh], written straight into out
-                low = _width_rows(src, n0, n1, g, buf)
+                low = src.width_rows(n0, n1, g, buf)
                 y3 = out[n0:n1].reshape(nb, L, OC)
                 tbuf, tmp = _scratch(tbuf, (nb, L, OC), src.dtype, xp)
                 for kh in range(g.KH):
@@ -319,7 +315,7 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
         for n0, n1 in chunks:
             nb = n1 - n0
             if slabs:  # per image: gw[kh] += slab_kh[n]^T @ gy[n], summed over the chunk's images
-                low = _width_rows(src, n0, n1, g, buf)
+                low = src.width_rows(n0, n1, g, buf)
                 gy3 = gyl[n0:n1].reshape(nb, L, OCg)
                 gbuf, part = _scratch(gbuf, (nb, KWC, OCg), gy.dtype, xp)
                 for kh in range(g.KH):

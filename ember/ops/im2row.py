@@ -81,17 +81,20 @@ def from_nhwc(xpad, pads: tuple = (0, 0, 0, 0)):
     return inner.transpose(0, 3, 1, 2)
 
 
+def _strided(a, shape: tuple, strides: tuple):
+    """A read-only view of a with the given shape and byte strides (windows that may overlap)."""
+    if xp_of(a) is np:
+        return np.lib.stride_tricks.as_strided(a, shape=shape, strides=strides, writeable=False)
+    return xp_of(a).lib.stride_tricks.as_strided(a, shape=shape, strides=strides)
+
+
 def windows_nhwc(xpad, g: Geometry, groups: int = 1):
     """All sliding windows of channels-last xpad (N, Hp, Wp, C) as a view (N, OH, OW, G, KH, KW, C/G)."""
-    xp = xp_of(xpad)
     N, C = xpad.shape[0], xpad.shape[3]
     s0, s1, s2, s3 = xpad.strides
     Cg = C // groups
-    shape = (N, g.OH, g.OW, groups, g.KH, g.KW, Cg)
-    strides = (s0, g.sh * s1, g.sw * s2, Cg * s3, g.dh * s1, g.dw * s2, s3)
-    if xp is np:
-        return np.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides, writeable=False)
-    return xp.lib.stride_tricks.as_strided(xpad, shape=shape, strides=strides)
+    return _strided(xpad, (N, g.OH, g.OW, groups, g.KH, g.KW, Cg),
+                    (s0, g.sh * s1, g.sw * s2, Cg * s3, g.dh * s1, g.dw * s2, s3))
 
 
 def im2row(xpad, g: Geometry, groups: int = 1, out=None):
@@ -162,7 +165,7 @@ class WidthRows:
     """
 
     def __init__(self, x, pads: tuple, g: Geometry):
-        xp = self.xp = xp_of(x)
+        self.xp = xp_of(x)
         N, H, W, C = x.shape
         t, b, l, r = pads
         self.t, self.H, self.Hp, self.OW, self.KW, self.C, self.dtype = t, H, H + t + b, g.OW, g.KW, C, x.dtype
@@ -170,12 +173,11 @@ class WidthRows:
         last = max(first, min(g.OW, (W - 1 - (g.KW - 1) * g.dw + l) // g.sw + 1))
         border = [*range(first), *range(last, g.OW)]
         self.fits = len(border) <= g.KW
-        strided = np.lib.stride_tricks.as_strided if xp is np else xp.lib.stride_tricks.as_strided
         s0, s1, s2, s3 = x.strides
         self.pieces = []  # (output columns, kernel columns, source view (N, H, ...) or None for zeros)
         if last > first:
-            src = strided(x[:, :, first * g.sw - l:], shape=(N, H, last - first, g.KW, C),
-                          strides=(s0, s1, g.sw * s2, g.dw * s2, s3))
+            src = _strided(x[:, :, first * g.sw - l:], (N, H, last - first, g.KW, C),
+                           (s0, s1, g.sw * s2, g.dw * s2, s3))
             self.pieces.append((slice(first, last), slice(None), src))
         for ow in border:
             inside = [kw for kw in range(g.KW) if 0 <= ow * g.sw - l + kw * g.dw < W]
@@ -185,7 +187,7 @@ class WidthRows:
                     self.pieces.append((ow, zeros, None))
             if inside:
                 c0 = ow * g.sw - l + k0 * g.dw
-                src = strided(x[:, :, c0:], shape=(N, H, k1 - k0, C), strides=(s0, s1, g.dw * s2, s3))
+                src = _strided(x[:, :, c0:], (N, H, k1 - k0, C), (s0, s1, g.dw * s2, s3))
                 self.pieces.append((ow, slice(k0, k1), src))
 
     def lower(self, n0: int, n1: int, out=None):
