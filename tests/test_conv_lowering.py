@@ -61,7 +61,7 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
     could take it (padding, dilation and stride along the width), with a chunked batch and a remainder."""
     from ember.ops import conv_lowering
 
-    monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G: slabs and g.sh == 1 and G == 1)
+    monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G: slabs and G == 1)
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (6000,))  # a few images per chunk, with remainder
     cases = [((5, 16, 12, 12), (16, 16, 3, 3), dict(padding=1)),
              ((3, 32, 9, 7), (48, 32, 3, 3), dict(padding=1)),
@@ -69,7 +69,10 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
              ((3, 8, 10, 15), (8, 8, 3, 4), dict(stride=(1, 2), padding=(0, 3))),
              ((3, 8, 9, 12), (8, 8, 3, 3), dict(padding=(1, 2), dilation=(1, 2))),
              ((2, 8, 5, 4), (8, 8, 3, 1), dict(padding=(1, 3))),  # padding wider than the kernel: padded first
-             ((2, 8, 6, 6), (8, 8, 1, 3), dict())]
+             ((2, 8, 6, 6), (8, 8, 1, 3), dict()),
+             ((3, 16, 12, 12), (32, 16, 3, 3), dict(stride=2, padding=1)),  # strided: rows lowered by phase
+             ((3, 8, 13, 11), (8, 8, 5, 3), dict(stride=(3, 1), padding=(2, 1), dilation=(2, 1))),
+             ((2, 8, 9, 9), (8, 8, 2, 2), dict(stride=(4, 2), padding=(3, 0)))]
     for xs, ws, kw in cases:
         x, w, b = rng.standard_normal(xs), rng.standard_normal(ws) * 0.1, rng.standard_normal(ws[0])
         assert_matches(F.conv2d, TF.conv2d, [x, w, b], (xs, kw), **kw)

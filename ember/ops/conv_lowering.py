@@ -25,11 +25,11 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
-    With one group, stride 1 in height and at most 64 output channels (``_slabs_pay``) the
-    rows are lowered along the width only (3x less copying for 3x3), straight from the
-    unpadded input (``im2row.WidthRows``: no padded copy): kernel row kh reads a shifted
-    slab of each image's rows, so forward and grad of w run KH thinner GEMMs per image,
-    the forward's written straight into the output.
+    With one group and at most 64 output channels (``_slabs_pay``) the rows are lowered
+    along the width only (3x less copying for a 3x3 kernel at stride 1), straight from the
+    unpadded input (``im2row.WidthRows``: no padded copy), the padded rows phase by phase
+    of the height's stride: kernel row kh reads a slab of each image's rows, so forward and
+    grad of w run KH thinner GEMMs per image, the forward's written straight into the output.
 
 Columns (channels-first, PyTorch's F.unfold layout), used below 8 channels per group,
 where channels-last runs are too short to copy fast (LeNet's 1-channel input):
@@ -120,7 +120,7 @@ class Padded:
         N, C, H, W = x.shape
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
         self.shape = (N, Hp, Wp, C) if rows else (N, C, Hp, Wp)
-        self._width = None  # (geometry, im2row.WidthRows) of the last ``width_rows``
+        self._width = None  # (geometry, its ``width_plan``) of the last call
 
     def chunk(self, n0: int, n1: int, buf=None):
         """(buf, padded images n0:n1): a view of x when there is nothing to pad, else a copy into
@@ -133,24 +133,59 @@ class Padded:
             return buf, pad_nhwc_into(x[n0:n1], self.pads, out)
         return buf, zero_pad(x[n0:n1], self.pads, out=out)
 
-    def width_rows(self, n0: int, n1: int, g: Geometry, buf=None):
-        """Stride-1 rows lowering that copies KH times less: padded images n0:n1 lowered along the
-        width only, (nb, Hp*OW, KW*C) (one group), into ``buf`` when given.
+    def width_plan(self, g: Geometry):
+        """How ``width_rows`` lowers for geometry g: (lowerings, rows, first), or None where padding
+        wider than the kernel leaves too many border columns (then full rows are lowered).
 
-        Wide row h*OW + ow of image n holds the KW-window at padded row h, output column ow, so
-        kernel row kh reads the slab ``wide[n, kh*dh*OW : kh*dh*OW + OH*OW]``, whose row
-        oh*OW + ow is exactly its operand for output (oh, ow). The rows are copied straight from
-        x (``im2row.WidthRows``: no padded copy), whose views of x are made on first use (two
-        threads may both make them, the same ones) and kept for backward.
+        The padded rows are lowered phase by phase of the height's stride (all of them when it is
+        1; for stride 2 the even rows, then the odd ones), each by an ``im2row.WidthRows`` of x's
+        rows in that phase: ``lowerings`` holds (WidthRows, the phase's first row in the wide
+        rows), ``rows`` is how many wide rows an image has, and kernel row kh's slab starts at
+        wide row ``first[kh]``. Made on first use (two threads may both make it, the same) and kept
+        for backward.
         """
-        gw = g._replace(KH=1, dh=1, sh=1, OH=self.shape[1])
-        if self._width is None or self._width[0] != gw:
-            self._width = (gw, WidthRows(self.x.transpose(0, 2, 3, 1), self.pads, gw))
-        lowering = self._width[1]
-        if lowering.fits:
-            return lowering.lower(n0, n1, buf)
-        wide = im2row(self.chunk(n0, n1)[1], gw, 1, out=buf)  # padding wider than the kernel: pad first
-        return wide.reshape(n1 - n0, -1, wide.shape[-1])
+        if self._width is not None and self._width[0] == g:
+            return self._width[1]
+        x = self.x.transpose(0, 2, 3, 1)
+        t, H = self.pads[0], x.shape[1]
+        need: dict = {}  # phase -> how many of its rows the slabs read
+        for kh in range(g.KH):
+            phase, q = divmod(kh * g.dh, g.sh)[::-1]
+            need[phase] = max(need.get(phase, 0), q + g.OH)
+        lowerings, start, plan = [], {}, None
+        rows = 0
+        for phase in sorted(need):
+            n = need[phase]  # the phase's rows j in [0, n) are padded rows phase + sh*j, x rows phase + sh*j - t
+            j0 = min(n, max(0, -(-(t - phase) // g.sh)))
+            j1 = max(j0, min(n, (H - 1 + t - phase) // g.sh + 1))
+            xs = x[:, phase + g.sh * j0 - t:phase + g.sh * j1 - t:g.sh] if j1 > j0 else x[:, :0]
+            lowering = WidthRows(xs, (j0, n - j1) + self.pads[2:], g._replace(KH=1, dh=1, sh=1, OH=n))
+            if not lowering.fits:
+                break
+            lowerings.append((lowering, rows))
+            start[phase], rows = rows, rows + n
+        else:
+            first = [start[(kh * g.dh) % g.sh] + (kh * g.dh) // g.sh for kh in range(g.KH)]
+            plan = (lowerings, rows, first)
+        self._width = (g, plan)
+        return plan
+
+    def width_rows(self, n0: int, n1: int, g: Geometry, buf=None):
+        """Rows lowering that copies KH times less: padded images n0:n1 lowered along the width
+        only, (nb, rows*OW, KW*C) (one group), into ``buf`` when given, and where each kernel
+        row's slab starts (``width_plan``).
+
+        A wide row holds the KW-window of a padded row at one output column, so kernel row kh
+        reads the slab ``wide[n, first[kh]*OW : (first[kh] + OH)*OW]``, whose row oh*OW + ow is
+        exactly its operand for output (oh, ow): the padded row oh*sh + kh*dh. The rows are
+        copied straight from x (``im2row.WidthRows``: no padded copy).
+        """
+        lowerings, rows, first = self.width_plan(g)
+        nb, KW, C = n1 - n0, g.KW, self.shape[3]
+        o = _scratch(None if buf is None else buf.reshape(-1), (nb, rows, g.OW, KW, C), self.dtype, xp_of(self.x))[1]
+        for lowering, r0 in lowerings:
+            lowering.lower_into(n0, n1, o[:, r0:r0 + lowering.Hp])
+        return o.reshape(nb, rows * g.OW, KW * C), first
 
 
 def _unpad(xpad, pads: tuple, rows: bool):
@@ -182,14 +217,15 @@ def _weight_from_lowered(gwk, shape, rows: bool):
 
 
 def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
-    """Whether ``Padded.width_rows`` beats full rows: one group, stride 1 in height, and at most 64
-    output channels, where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share
-    of the work. Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w):
-    16 channels 1.25x faster than full rows, 32 channels 5-10% faster (ResNet-20 step 226 -> 216
-    ms), 64 channels at 8x8 17% faster forward, 3% grad of w (step 210 -> 205 ms), W4's 64
-    channels at 32x32 the same; 128 channels 4-5% slower, 256 channels 20-30% slower (their full
-    rows' GEMMs, K = 9*C long, run faster than the KH thinner ones and the sums of their results)."""
-    return g.sh == 1 and G == 1 and OCg <= 64
+    """Whether ``Padded.width_rows`` beats full rows: one group and at most 64 output channels,
+    where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share of the work.
+    Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w): 16 channels
+    1.25x faster than full rows, 32 channels 5-10% faster (ResNet-20 step 226 -> 216 ms), 64
+    channels at 8x8 17% faster forward, 3% grad of w (step 210 -> 205 ms), W4's 64 channels at
+    32x32 the same; the stride-2 layers 16 -> 32 and 32 -> 64 15-22% faster (step 211 -> 209.5,
+    206 -> 204.5 ms); 128 channels 4-5% slower, 256 channels 20-30% slower (their full rows'
+    GEMMs, K = 9*C long, run faster than the KH thinner ones and the sums of their results)."""
+    return G == 1 and OCg <= 64
 
 
 def _columns_channels_last(g: Geometry, OC: int, xp) -> bool:
@@ -245,22 +281,22 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     G, K, OCg = wk.shape
     N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg, G)
-    wide = not rows and _wide(g, xp)
+    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G) and src.width_plan(g)
+    slabs, wide = bool(plan), not rows and _wide(g, xp)
     nhwc = rows or _columns_channels_last(g, OC, xp)
     out = xp.empty((N, g.OH, g.OW, OC) if nhwc else (N, OC, g.OH, g.OW), dtype=src.dtype)
-    per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, src.shape[3]) if wide else L)
+    per_image = plan[1] * g.OW * KWC if slabs else G * K * (wide_length(g, src.shape[3]) if wide else L)
 
     def work(chunks):  # one thread's share, with its own reused buffers
         buf = ybuf = tbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
             if slabs:  # per image: y[n] = sum over kh of slab_kh[n] @ w[kh], written straight into out
-                low = src.width_rows(n0, n1, g, buf)
+                low, first = src.width_rows(n0, n1, g, buf)
                 y3 = out[n0:n1].reshape(nb, L, OC)
                 tbuf, tmp = _scratch(tbuf, (nb, L, OC), src.dtype, xp)
                 for kh in range(g.KH):
-                    s0 = kh * g.dh * g.OW
+                    s0 = first[kh] * g.OW
                     xp.matmul(low[:, s0:s0 + L], wk[0, kh * KWC:(kh + 1) * KWC], out=y3 if kh == 0 else tmp)
                     if kh:
                         y3 += tmp
@@ -304,10 +340,10 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
     K = src.shape[3 if rows else 1] // G * g.KH * g.KW
-    Hp, KWC, slabs = src.shape[1], K // g.KH, rows and _slabs_pay(g, OCg, G)
-    wide, Wp = not rows and _wide(g, xp), src.shape[-1]
+    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G) and src.width_plan(g)
+    slabs, wide, Wp = bool(plan), not rows and _wide(g, xp), src.shape[-1]
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else gy  # columns: either order, read in place
-    per_image = Hp * g.OW * G * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
+    per_image = plan[1] * g.OW * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
 
     def work(chunks):  # one thread's share: its own buffers and its own partial sum
         gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
@@ -315,11 +351,11 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
         for n0, n1 in chunks:
             nb = n1 - n0
             if slabs:  # per image: gw[kh] += slab_kh[n]^T @ gy[n], summed over the chunk's images
-                low = src.width_rows(n0, n1, g, buf)
+                low, first = src.width_rows(n0, n1, g, buf)
                 gy3 = gyl[n0:n1].reshape(nb, L, OCg)
                 gbuf, part = _scratch(gbuf, (nb, KWC, OCg), gy.dtype, xp)
                 for kh in range(g.KH):
-                    s0 = kh * g.dh * g.OW
+                    s0 = first[kh] * g.OW
                     xp.matmul(low[:, s0:s0 + L].transpose(0, 2, 1), gy3, out=part)
                     gwk[0, kh * KWC:(kh + 1) * KWC] += part.sum(axis=0)
             elif rows:

@@ -192,16 +192,21 @@ class WidthRows:
 
     def lower(self, n0: int, n1: int, out=None):
         """Rows (n1-n0, Hp*OW, KW*C) of images n0:n1, written into the flat buffer ``out`` when given."""
-        nb, t, H = n1 - n0, self.t, self.H
+        nb = n1 - n0
         size = nb * self.Hp * self.OW * self.KW * self.C
         o = self.xp.empty(size, dtype=self.dtype) if out is None else out.reshape(-1)[:size]
         o = o.reshape(nb, self.Hp, self.OW, self.KW, self.C)
+        self.lower_into(n0, n1, o)
+        return o.reshape(nb, self.Hp * self.OW, self.KW * self.C)
+
+    def lower_into(self, n0: int, n1: int, o) -> None:
+        """The rows of images n0:n1 written into ``o`` (n1-n0, Hp, OW, KW, C), which may be a view."""
+        t, H = self.t, self.H
         o[:, :t] = 0
         o[:, t + H:] = 0
         inner = o[:, t:t + H]
         for cols, kws, src in self.pieces:
             inner[:, :, cols, kws] = 0 if src is None else src[n0:n1]
-        return o.reshape(nb, self.Hp * self.OW, self.KW * self.C)
 
 
 def row2im(rows, g: Geometry, out):
