@@ -92,13 +92,11 @@ class Relu(Function):
             self.mask = x > 0
             return xp.maximum(x, 0)
         y, self.mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)  # in x's memory order
-        if xp is np and _relu_rows(x, y):  # one core: the pass is memory-bound
-            np.greater(x, 0, out=self.mask)
-            return y
 
         def part(n):  # runs of images, several threads next to shared convolutions (ember.parallel)
             xp.greater(x[n], 0, out=self.mask[n])
-            xp.maximum(x[n], 0, out=y[n])  # not x * mask: -inf * 0 would give nan
+            if xp is not np or not _relu_rows(x[n], y[n]):
+                xp.maximum(x[n], 0, out=y[n])  # not x * mask: -inf * 0 would give nan
 
         for_slices(part, len(x), x.size)
         return y
