@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ember.parallel import for_slices
+
 from ember.errors import DeviceError
 
 try:  # CuPy is an optional extra; everything works without it.
@@ -140,10 +142,14 @@ def add_keep_channels_last(a, b):
     channels-last output to an NCHW shortcut (and sums such gradients in backward);
     keeping channels-last there keeps every layer after it on its fast path.
     """
-    if a.ndim == 4 and a.shape == b.shape and is_channels_last(a) != is_channels_last(b):
-        xp = xp_of(a)
-        return xp.add(a, b, out=xp.empty_like(a if is_channels_last(a) else b))
-    return a + b
+    if a.shape != b.shape or a.ndim == 0:
+        return a + b
+    xp = xp_of(a)
+    out = xp.empty_like(b if a.ndim == 4 and is_channels_last(b) and not is_channels_last(a) else a)
+    if xp is np:  # runs of images on the threads next to shared convolutions (ember.parallel)
+        for_slices(lambda n: np.add(a[n], b[n], out=out[n]), len(a), a.size)
+        return out
+    return xp.add(a, b, out=out)
 
 
 def zeros_in_layout(xp, shape: tuple, dtype, channels_last: bool):

@@ -195,6 +195,9 @@ class _Worker:
                 self.outcome = (work(part), None)
             except BaseException as error:  # handed to the region's caller, which raises it
                 self.outcome = (None, error)
+            # Drop this frame's references before waiting: the part's closure holds the region's
+            # arrays (a convolution's output), which would otherwise stay alive until the next part.
+            work = part = None
             self.done.release()
 
     def start(self, work, part) -> None:

@@ -66,6 +66,27 @@ def test_threads_for_shares_every_pass_after_the_first_big_one(monkeypatch):
     assert parallel.threads_for(10) == 2  # a small pass next to shared ones shares too
 
 
+def test_helpers_keep_nothing_of_a_finished_region():
+    """A helper thread drops its part's closure once the part is done: the region's arrays (a
+    convolution's output) must not stay alive, nor count as referenced (the engine then copies a
+    gradient it could have kept: tests/test_autograd.py)."""
+    import weakref
+
+    def region():  # like a convolution pass: a closure over the array it writes
+        out = np.zeros(1000)
+
+        def work(part):
+            out[part[0]:part[-1] + 1] = 1
+
+        return out, work
+
+    out, work = region()
+    alive = weakref.ref(out)
+    parallel.run_parts(work, list(range(4)), 2)
+    del out, work
+    assert alive() is None
+
+
 def test_run_parts_runs_in_turn_while_another_region_is_active():
     names = []
     with parallel._region:  # as if another thread were inside a parallel region
@@ -118,8 +139,10 @@ def test_to_nhwc_shared_among_threads_matches_one_copy(monkeypatch, rng):
 
 
 def test_relu_and_batch_norm_shared_by_rows_match_one_pass(monkeypatch, rng):
-    """ReLU and batch norm's elementwise passes run on runs of rows once convolutions share: same values."""
-    from ember.backend import xp_of
+    """ReLU's and batch norm's elementwise passes and the sums of same-shaped arrays (residual sums,
+    gradients accumulated in backward) run on runs of rows once convolutions share: same values, and
+    a sum with a channels-last operand stays channels-last."""
+    from ember.backend import is_channels_last, xp_of
     from ember.ops.im2row import channels_last
 
     if xp_of(np.zeros(1)) is not np:
@@ -142,11 +165,13 @@ def test_relu_and_batch_norm_shared_by_rows_match_one_pass(monkeypatch, rng):
             t = ember.Tensor(data, requires_grad=True)
             w, b = ember.Tensor(np.linspace(0.5, 2, 8, dtype=np.float32), requires_grad=True), ember.Tensor(
                 np.linspace(-1, 1, 8, dtype=np.float32), requires_grad=True)
-            y = F.relu(F.batch_norm(t, None, None, w, b, training=True))
-            y.backward(ember.Tensor(gy))
-            out += [y.data, t.grad.data, w.grad.data, b.grad.data]
+            y = F.relu(F.batch_norm(t, None, None, w, b, training=True)) + t  # t's gradient: a sum of two
+            z = y + ember.Tensor(x)  # an NCHW operand: the sum takes the channels-last one's order
+            assert is_channels_last(z.data) == is_channels_last(data)
+            z.backward(ember.Tensor(gy))
+            out += [z.data, t.grad.data, w.grad.data, b.grad.data]
         results.append(out)
-    assert shared.count(3) >= 6  # relu fwd/bwd and batch norm's passes, each cut in three
+    assert shared.count(3) >= 9  # relu fwd/bwd, batch norm's passes and the sums, each cut in three
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
