@@ -123,10 +123,11 @@ def for_slices(fn, n: int, size: int) -> list:
     """``[fn(slice) for slice in runs of range(n)]`` (the rows of an array), the runs on several
     threads when the process already shares its convolutions (``threads_for``) and the pass moves
     at least ``SLICE_FROM`` floats (``size``); else one run, ``slice(0, n)``. For elementwise
-    passes next to the shared convolutions (ReLU's backward, batch norm's): each thread works on its own
-    rows; results come back in row order. Batch norm on (128, 16, 32, 32), forward + backward:
-    4.13 -> 3.39 ms. (Batch norm's sums and the residual sums, shared the same way, measured no
-    faster in the ResNet-20 step: 208.5 vs 208.1 ms.)"""
+    passes next to the shared convolutions (ReLU's, batch norm's, sums of same-shaped arrays):
+    each thread works on its own rows, the images it wrote in the convolution's pass; results
+    come back in row order. Batch norm on (128, 16, 32, 32), forward + backward: 4.13 -> 3.39 ms;
+    ReLU's forward and the residual sums: ResNet-20 step -2 to -8 ms in the machine's slow mode
+    (README). Batch norm's sums, shared the same way, measured slower (204 -> 211 ms)."""
     if n < 2 or size < SLICE_FROM or not _state.get("sharing"):
         return [fn(slice(0, n))]
     return run_parts(lambda part: fn(slice(part[0], part[-1] + 1)), list(range(n)), workers())

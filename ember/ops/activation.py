@@ -69,7 +69,8 @@ def _relu_rows(x, out) -> bool:
     """out = max(x, 0) on the CPU, against a row of zeros rather than the scalar 0: NumPy's
     maximum runs its SIMD loop only when both operands advance (contiguous against a scalar it
     is ~3x slower: 0.63 vs 0.18 ms on 2M floats, one core, where the pass becomes
-    memory-bound). Returns False when x or out are not dense in the same memory order."""
+    memory-bound). Returns False when x or out are not dense in the same memory order (or
+    shorter than the row): then the caller takes np.maximum against 0."""
     xf, of = _flat(x), _flat(out)
     if xf is None or of is None or out.strides != x.strides or x.size < _ZERO_ROW:
         return False
