@@ -66,3 +66,20 @@ def test_op_is_blind_to_input_memory_order(name, rng):
     assert gw0.keys() == gw1.keys()
     for k in gw0:
         np.testing.assert_allclose(gw1[k], gw0[k], rtol=1e-12, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("args", [dict(kernel_size=2), dict(kernel_size=3, stride=1, padding=1)], ids=["tiles", "overlap"])
+def test_max_pool_keeps_a_channels_last_layout(args, rng):
+    """Max pooling of channels-last input (a rows-lowered convolution's output, as in LeNet-5's second
+    layer) gives channels-last output and input gradient, so the ReLU before it multiplies arrays of
+    one layout; NCHW input stays NCHW."""
+    from ember.backend import xp_of
+
+    if xp_of(np.zeros(1)) is not np:
+        pytest.skip("arrays take the GPU branch here (tests.cuda_emulator): one pooling kernel, NCHW output")
+    x = rng.standard_normal((2, 6, 8, 8)).astype(np.float32)
+    for data, want in ((x, False), (_channels_last(x), True)):
+        xe = ember.Tensor(data, requires_grad=True)
+        y = F.max_pool2d(xe, **args)
+        y.backward(ember.Tensor(np.ones(y.shape, np.float32)))
+        assert is_channels_last(y.data) == want and is_channels_last(xe.grad.data) == want
