@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ember.parallel import for_slices
-
 from ember.errors import DeviceError
+from ember.parallel import for_slices
 
 try:  # CuPy is an optional extra; everything works without it.
     import cupy as _cupy  # type: ignore
@@ -150,6 +149,16 @@ def add_keep_channels_last(a, b):
         for_slices(lambda n: np.add(a[n], b[n], out=out[n]), len(a), a.size)
         return out
     return xp.add(a, b, out=out)
+
+
+def empty_in_layout(xp, shape: tuple, dtype, channels_last: bool):
+    """An empty array of ``shape`` (..., C, H, W), laid out channels-last in memory ((..., H, W, C))
+    when ``channels_last``."""
+    if not channels_last:
+        return xp.empty(shape, dtype=dtype)
+    *lead, C, H, W = shape
+    n = len(lead)
+    return xp.empty((*lead, H, W, C), dtype=dtype).transpose(*range(n), n + 2, n, n + 1)
 
 
 def zeros_in_layout(xp, shape: tuple, dtype, channels_last: bool):
