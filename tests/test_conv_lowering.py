@@ -61,7 +61,7 @@ def test_rows_lowered_along_the_width_or_whole_match_torch(slabs, rng, monkeypat
     could take it (padding, dilation and stride along the width), with a chunked batch and a remainder."""
     from ember.ops import conv_lowering
 
-    monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G: slabs and G == 1)
+    monkeypatch.setattr(conv_lowering, "_slabs_pay", lambda g, OCg, G, xp: slabs and G == 1)
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (6000,))  # a few images per chunk, with remainder
     cases = [((5, 16, 12, 12), (16, 16, 3, 3), dict(padding=1)),
              ((3, 32, 9, 7), (48, 32, 3, 3), dict(padding=1)),

@@ -25,7 +25,7 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     once (in two steps where cache aliasing would slow one down, ``to_nhwc``). Measured
     on W4 (bench/bench_conv.py), with the page-fault fix of ember.memory: 81 -> 58-62 ms.
 
-    With one group and at most 64 output channels (``_slabs_pay``) the rows are lowered
+    On the CPU, with one group and at most 64 output channels (``_slabs_pay``) the rows are lowered
     along the width only (3x less copying for a 3x3 kernel at stride 1), straight from the
     unpadded input (``im2row.WidthRows``: no padded copy), the padded rows phase by phase
     of the height's stride: kernel row kh reads a slab of each image's rows, so forward and
@@ -216,7 +216,7 @@ def _weight_from_lowered(gwk, shape, rows: bool):
     return xp.ascontiguousarray(gwk.swapaxes(-1, -2)).reshape(shape)
 
 
-def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
+def _slabs_pay(g: Geometry, OCg: int, G: int, xp) -> bool:
     """Whether ``Padded.width_rows`` beats full rows: one group and at most 64 output channels,
     where the copy (per pixel ~K floats, vs ~K*OC for the GEMM) is a large share of the work.
     Measured on ResNet-20's layers (batch 128, 2 threads, forward and grad of w): 16 channels
@@ -224,8 +224,10 @@ def _slabs_pay(g: Geometry, OCg: int, G: int) -> bool:
     channels at 8x8 17% faster forward, 3% grad of w (step 210 -> 205 ms), W4's 64 channels at
     32x32 the same; the stride-2 layers 16 -> 32 and 32 -> 64 15-22% faster (step 211 -> 209.5,
     206 -> 204.5 ms); 128 channels 4-5% slower, 256 channels 20-30% slower (their full rows'
-    GEMMs, K = 9*C long, run faster than the KH thinner ones and the sums of their results)."""
-    return G == 1 and OCg <= 64
+    GEMMs, K = 9*C long, run faster than the KH thinner ones and the sums of their results).
+    On a GPU full rows: one GEMM of the whole batch and a few launches, where the slabs would take
+    KH GEMMs, KH-1 sums and a copy per border column."""
+    return xp is np and G == 1 and OCg <= 64
 
 
 def _columns_channels_last(g: Geometry, OC: int, xp) -> bool:
@@ -281,7 +283,7 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     G, K, OCg = wk.shape
     N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
     wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
-    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G) and src.width_plan(g)
+    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G, xp) and src.width_plan(g)
     slabs, wide = bool(plan), not rows and _wide(g, xp)
     nhwc = rows or _columns_channels_last(g, OC, xp)
     out = xp.empty((N, g.OH, g.OW, OC) if nhwc else (N, OC, g.OH, g.OW), dtype=src.dtype)
@@ -340,7 +342,7 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
     K = src.shape[3 if rows else 1] // G * g.KH * g.KW
-    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G) and src.width_plan(g)
+    KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G, xp) and src.width_plan(g)
     slabs, wide, Wp = bool(plan), not rows and _wide(g, xp), src.shape[-1]
     gyl = channels_last(gy).transpose(0, 2, 3, 1) if rows else gy  # columns: either order, read in place
     per_image = plan[1] * g.OW * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
