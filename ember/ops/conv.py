@@ -15,8 +15,8 @@ from ember.autograd import Function
 from ember.backend import check_same_device
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
-    Padded, _bias_grad, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight, _unpad,
-    _weight_from_lowered, rows_pay,
+    Padded, _bias_grad, _data_and_weight_grads, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight,
+    _unpad, _weight_from_lowered, rows_pay,
 )
 from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
 from ember.ops.im2row import channels_last
@@ -47,33 +47,44 @@ class Conv2d(Function):
         # it as it lies (the data gradient makes its own NCHW copy when it needs one).
         gy = channels_last(gy) if self.rows else gy
         need, g, G = self.needs_input_grad, self.g, self.groups
-        gx = gw = gb = None
-        if need[0]:
-            gx = self._data_grad(gy)
-        if need[1]:
-            gw = _weight_from_lowered(_gemm_weight_grad(self.src, gy, g, G, self.rows), self.wshape, self.rows)
+        gx = gwk = gb = None
+        as_conv = self._data_grad_as_conv(gy) if need[0] else None
+        if as_conv is not None and need[1] and as_conv[3] == self.rows:
+            # Both passes lower their chunk of images in turn on one thread (one parallel region).
+            gx, gwk = _data_and_weight_grads(*as_conv[:3], self.src, gy, g, G, self.rows)
+        else:
+            if need[0]:
+                gx = self._data_grad(gy) if as_conv is None else _gemm_forward(*as_conv[:3], None, as_conv[3])
+            if need[1]:
+                gwk = _gemm_weight_grad(self.src, gy, g, G, self.rows)
+        gw = _weight_from_lowered(gwk, self.wshape, self.rows) if gwk is not None else None
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
-    def _data_grad(self, gy):
+    def _data_grad_as_conv(self, gy):
+        """With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,
+        correlated with the spatially flipped weight whose in/out channels are swapped. That
+        lowers gy (KH*KW*OC/G floats per pixel) instead of adding back a lowered gradient
+        (KH*KW*C/G per pixel) with KH*KW slice-adds: ~2x cheaper when C >= OC (bench/bench_conv.py),
+        slower for a widening layer. Returns (padded gy, lowered flipped weight, geometry, rows),
+        or None where it does not apply (a stride, a widening layer, padding beyond the kernel's reach)."""
         g, G, w = self.g, self.groups, self.w
         OC, Cg, KH, KW = w.shape
         N, C, H, W = self.xshape
-        # With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,
-        # correlated with the spatially flipped weight whose in/out channels are swapped.
-        # That lowers gy (KH*KW*OC/G floats per pixel) instead of adding back a lowered
-        # gradient (KH*KW*C/G per pixel) with KH*KW slice-adds: ~2x cheaper when C >= OC
-        # (bench/bench_conv.py), slower for a widening layer. Padding beyond the kernel's reach falls back.
         reach = (g.dh * (KH - 1), g.dh * (KH - 1), g.dw * (KW - 1), g.dw * (KW - 1))
         gpad = tuple(r - p for r, p in zip(reach, self.pads))
-        if (g.sh, g.sw) == (1, 1) and min(gpad) >= 0 and C >= OC:
-            rows = rows_pay(OC // G)
-            g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
-            wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-            wk = _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows)
-            return _gemm_forward(Padded(gy, gpad, rows), wk, g2, None, rows)
-        gxpad = _gemm_data_grad(gy, _lowered_weight(w, G, self.rows), g, self.padded_shape, self.rows)
+        if (g.sh, g.sw) != (1, 1) or min(gpad) < 0 or C < OC:
+            return None
+        rows = rows_pay(OC // G)
+        g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
+        wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+        return Padded(gy, gpad, rows), _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows), g2, rows
+
+    def _data_grad(self, gy):
+        """gx by adding back the lowered gradient (``_gemm_data_grad``), then cropping the padding."""
+        gxpad = _gemm_data_grad(gy, _lowered_weight(self.w, self.groups, self.rows), self.g, self.padded_shape,
+                                self.rows)
         return _unpad(gxpad, self.pads, self.rows)
 
 

@@ -279,6 +279,14 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     array, the GEMM's own layout), and so do columns with many output channels
     (``_columns_channels_last``); other columns give NCHW memory.
     """
+    y, per_image, work = _forward_pass(src, wk, g, b, rows)
+    run_parts(work, *_chunks(src.shape[0], per_image, xp_of(src.x)))
+    return y
+
+
+def _forward_pass(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
+    """``_gemm_forward`` in parts: (y, floats lowered per image, work), where ``work(chunks)``
+    fills y for a list of (n0, n1) chunks of images on the calling thread, with its own buffers."""
     xp = xp_of(src.x)
     G, K, OCg = wk.shape
     N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
@@ -328,8 +336,7 @@ def _gemm_forward(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
                 out[n0:n1] += b if nhwc else b.reshape(-1, 1, 1)
             buf = low if buf is None else buf
 
-    run_parts(work, *_chunks(N, per_image, xp))
-    return out.transpose(0, 3, 1, 2) if nhwc else out
+    return (out.transpose(0, 3, 1, 2) if nhwc else out), per_image, work
 
 
 def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
@@ -338,6 +345,21 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
     gy (N, OC, OH, OW) may lie in either memory order; rows read it channels-last
     (``channels_last``: free when it already is), columns as it lies.
     """
+    per_image, work = _weight_grad_pass(src, gy, g, G, rows)
+    return _added(run_parts(work, *_chunks(gy.shape[0], per_image, xp_of(gy))))
+
+
+def _added(parts: list):
+    """The sum of partial sums, in their order (so that results do not depend on timing)."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
+def _weight_grad_pass(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
+    """``_gemm_weight_grad`` in parts: (floats lowered per image, work), where ``work(chunks)``
+    returns the partial gwk of a list of (n0, n1) chunks of images, computed on the calling thread."""
     xp = xp_of(src.x)
     N, OC = gy.shape[:2]
     OCg, L = OC // G, g.OH * g.OW
@@ -378,11 +400,25 @@ def _gemm_weight_grad(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
             buf = low if buf is None else buf
         return gwk
 
-    parts = run_parts(work, *_chunks(N, per_image, xp))
-    gwk = parts[0]
-    for part in parts[1:]:
-        gwk += part
-    return gwk
+    return per_image, work
+
+
+def _data_and_weight_grads(gsrc: Padded, wk2, g2: Geometry, src: Padded, gy, g: Geometry, G: int, rows: bool):
+    """A convolution's data gradient, computed as the convolution of padded gy (``gsrc``) with the
+    lowered flipped weight ``wk2`` (geometry g2), and its lowered weight gradient, in one parallel region:
+    each thread takes a chunk of images through both passes in turn, so that the chunk's gy is
+    still in cache for the second and one hand-off serves both. Returns (gx, gwk)."""
+    gx, per_data, data_work = _forward_pass(gsrc, wk2, g2, None, rows)
+    per_weight, weight_work = _weight_grad_pass(src, gy, g, G, rows)
+
+    def work(chunks):
+        partials = []
+        for chunk in chunks:
+            data_work([chunk])
+            partials.append(weight_work([chunk]))
+        return _added(partials)
+
+    return gx, _added(run_parts(work, *_chunks(gy.shape[0], max(per_data, per_weight), xp_of(gy))))
 
 
 def _gemm_data_grad(gy, wk, g: Geometry, padded_shape, rows: bool = True):
