@@ -17,6 +17,8 @@ Rows (channels-last), used from 8 input channels per group on (``rows_pay``):
     grad of x   stride 1 and C >= OC: gx = conv2d(pad(gy), flipped w with in/out swapped)
                 else: per kernel offset gy @ w[kh, kw]^T, added back by ``offsets2im``: KH*KW
                 shifted boxes (with a stride, into one contiguous plane per phase of it)
+                When gx is a convolution, it and gw share one parallel region, a chunk of
+                images at a time through both (``_data_and_weight_grads``).
 
     The output is returned in channels-last memory: an (N, OC, OH, OW)-shaped view of the
     (N, OH, OW, OC) array the GEMM wrote (PyTorch calls this the channels_last memory format).
