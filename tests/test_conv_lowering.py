@@ -23,13 +23,28 @@ def test_both_lowerings_match_torch(rows, rng, monkeypatch):
     """conv2d picks rows or columns by channel count (conv.rows_pay); force each on every case."""
     from ember.ops import conv
 
-    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: rows)
+    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group, KW=1: rows)
+    monkeypatch.setattr(conv, "rows_add_back", lambda channels_per_group: rows)
     for name, xs, ws, kw in CASES[:1] + CASES[3:]:
         x, w, b = rng.standard_normal((2,) + xs[1:]), rng.standard_normal(ws) * 0.1, rng.standard_normal(ws[0])
         assert_matches(F.conv2d, TF.conv2d, [x, w, b], name, **kw)
     x, w, b = rng.standard_normal((2, 16, 9, 11)), rng.standard_normal((16, 4, 4, 4)) * 0.1, rng.standard_normal(8)
     assert_matches(F.conv_transpose2d, TF.conv_transpose2d, [x, w, b], "transposed", stride=2, padding=1,
                    output_padding=1, groups=2)
+
+
+def test_rows_forward_with_columns_data_gradient_match_torch(rng):
+    """A 5x5 convolution of 6 channels (LeNet-5's second) lowers rows forward (window rows of 30 floats,
+    conv_lowering.rows_pay) but adds its data gradient back as columns (6-float runs are too short for
+    rows, rows_add_back): the two layouts meet in one op, with and without padding, strided or not."""
+    from ember.ops import conv, conv_lowering
+
+    assert conv_lowering.rows_pay(6, 5) and not conv_lowering.rows_add_back(6)
+    assert not conv_lowering.rows_pay(3, 3) and not conv_lowering.rows_pay(1, 5) and conv_lowering.rows_pay(8, 1)
+    for kw in (dict(), dict(padding=2), dict(stride=2, padding=1)):
+        x, w, b = rng.standard_normal((5, 6, 14, 14)), rng.standard_normal((16, 6, 5, 5)) * 0.1, rng.standard_normal(16)
+        assert_matches(F.conv2d, TF.conv2d, [x, w, b], kw, **kw)
+    assert conv.rows_add_back is conv_lowering.rows_add_back
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch warns about its own extra copy
@@ -39,7 +54,7 @@ def test_columns_on_the_wide_grid_and_plain_match_torch(wide, rng, monkeypatch):
     each way on the columns lowering, with padding, dilation, groups, odd sizes and a chunked batch."""
     from ember.ops import conv, conv_lowering
 
-    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: False)
+    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group, KW=1: False)
     monkeypatch.setattr(conv_lowering, "_wide", lambda g, xp: wide and g.sh == 1 and g.sw == 1)
     monkeypatch.setattr(im2col.batch_chunk, "__defaults__", (3000,))  # a few images per chunk, with remainder
     cases = [((5, 3, 11, 9), (4, 3, 3, 3), dict(padding=1)),

@@ -101,7 +101,7 @@ def test_parallel_chunks_give_the_sequential_results(rows, monkeypatch):
     from ember.ops import conv
 
     rng = np.random.default_rng(0)
-    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group: rows)
+    monkeypatch.setattr(conv, "rows_pay", lambda cin_per_group, KW=1: rows)
     monkeypatch.setattr(conv_lowering.batch_chunk, "__defaults__", (4000,))  # several chunks per pass
     monkeypatch.setattr(parallel, "SHARE_FROM", 0)
     monkeypatch.delitem(parallel._state, "sharing", raising=False)

@@ -16,7 +16,7 @@ from ember.backend import check_same_device
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
     Padded, _bias_grad, _data_and_weight_grads, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight,
-    _unpad, _weight_from_lowered, rows_pay,
+    _unpad, _weight_from_lowered, rows_add_back, rows_pay,
 )
 from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
 from ember.ops.im2row import channels_last
@@ -30,7 +30,7 @@ class Conv2d(Function):
     """2-D cross-correlation with zero padding, stride, dilation and groups (bias optional)."""
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
-        pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups)
+        pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups, w.shape[3])
         src = Padded(x, pads, rows)  # padded a chunk at a time by the GEMM passes
         y = _gemm_forward(src, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
         need = self.needs_input_grad or (False, False, False)
@@ -38,7 +38,6 @@ class Conv2d(Function):
         self.src = src if need[1] else None
         self.w = w if need[0] else None
         self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
-        self.padded_shape = src.shape
         return y
 
     def backward(self, gy):
@@ -76,16 +75,21 @@ class Conv2d(Function):
         gpad = tuple(r - p for r, p in zip(reach, self.pads))
         if (g.sh, g.sw) != (1, 1) or min(gpad) < 0 or C < OC:
             return None
-        rows = rows_pay(OC // G)
+        rows = rows_pay(OC // G, KW)
         g2 = Geometry(KH, KW, 1, 1, g.dh, g.dw, *gpad, H, W)
         wt = w.reshape(G, OC // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         return Padded(gy, gpad, rows), _lowered_weight(wt.reshape(C, OC // G, KH, KW), G, rows), g2, rows
 
     def _data_grad(self, gy):
-        """gx by adding back the lowered gradient (``_gemm_data_grad``), then cropping the padding."""
-        gxpad = _gemm_data_grad(gy, _lowered_weight(self.w, self.groups, self.rows), self.g, self.padded_shape,
-                                self.rows)
-        return _unpad(gxpad, self.pads, self.rows)
+        """gx by adding back the lowered gradient (``_gemm_data_grad``), then cropping the padding.
+        The add-back takes rows only from 8 channels per group (``rows_add_back``), even where the
+        forward lowered rows: then gx comes back NCHW."""
+        N, C, H, W = self.xshape
+        rows = self.rows and rows_add_back(C // self.groups)
+        t, b, l, r = self.pads
+        padded = (N, H + t + b, W + l + r, C) if rows else (N, C, H + t + b, W + l + r)
+        gxpad = _gemm_data_grad(gy, _lowered_weight(self.w, self.groups, rows), self.g, padded, rows)
+        return _unpad(gxpad, self.pads, rows)
 
 
 def _check_operands(op: str, x: Tensor, w: Tensor, b, nd: int) -> None:
@@ -224,7 +228,7 @@ class ConvTranspose2d(Function):
     def forward(self, x, w, b=None, *, g: Geometry, groups: int, full: tuple, crop: tuple):
         N, C = x.shape[:2]
         OC = w.shape[1] * groups
-        rows = rows_pay(OC // groups)  # w is the conv2d weight from the full output (OC channels) back to x
+        rows = rows_add_back(OC // groups)  # w is the conv2d weight from the full output (OC channels) back to x
         wk = _lowered_weight(w, groups, rows)
         yfull = _gemm_data_grad(x, wk, g, (N,) + (full + (OC,) if rows else (OC,) + full), rows)
         (ph, pw) = crop
@@ -240,7 +244,7 @@ class ConvTranspose2d(Function):
     def backward(self, gy):
         need, g, G, (ph, pw) = self.needs_input_grad, self.g, self.groups, self.crop
         (Hf, Wf), (OH, OW) = self.full, gy.shape[2:]
-        rows = rows_pay(gy.shape[1] // G)
+        rows = rows_pay(gy.shape[1] // G, self.wshape[3])
         gfull = Padded(gy, (ph, Hf - OH - ph, pw, Wf - OW - pw), rows)  # the cropped border had no gradient
         gx = gw = gb = None
         if need[0]:
