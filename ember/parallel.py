@@ -9,7 +9,7 @@ a chunk stays on one core from copy to GEMM, and the copies run in parallel too.
 releases the GIL inside copies and BLAS calls, so plain Python threads suffice. Measured on
 2 cores, alternating both ways inside one process (bench/bench_conv.py's W4, forward + backward
 of a 64->64 3x3 convolution on 64x64x32x32): 57-60 -> 50-51 ms, and 47.7 with the padded
-copies shared too (now each chunk is padded by its own thread: ember.ops.conv_lowering.Padded);
+copies shared too (now each chunk is padded by its own thread: ember.ops.conv_padded.Padded);
 ResNet-20 training step ~255 -> ~229 ms.
 
 Small convolutions (LeNet-5's) run their chunks in turn on 2 BLAS threads: waking a thread

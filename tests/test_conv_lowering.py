@@ -210,10 +210,10 @@ def test_batch_chunks_cover_the_batch_in_near_equal_parts(threads, monkeypatch):
 
 @pytest.mark.parametrize("rows", [True, False])
 def test_padded_chunks_equal_slices_of_the_whole_padded_input(rows, rng):
-    """conv_lowering.Padded pads a chunk of images at a time into a reused buffer (the GEMM passes'
+    """conv_padded.Padded pads a chunk of images at a time into a reused buffer (the GEMM passes'
     chunks, larger first): every chunk equals that slice of the whole padded array, in the lowering's
     layout, from NCHW or channels-last x, with and without padding (then a view of x, no copy)."""
-    from ember.ops.conv_lowering import Padded
+    from ember.ops.conv_padded import Padded
 
     x = rng.standard_normal((7, 5, 6, 9)).astype(np.float32)
     for data in (x, im2row.channels_last(x)):

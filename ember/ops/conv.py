@@ -15,9 +15,10 @@ from ember.autograd import Function
 from ember.backend import check_same_device
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
-    Padded, _bias_grad, _data_and_weight_grads, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight,
-    _unpad, _weight_from_lowered, rows_add_back, rows_pay,
+    _bias_grad, _data_and_weight_grads, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight,
+    _weight_from_lowered, rows_add_back, rows_pay,
 )
+from ember.ops.conv_padded import Padded, _unpad
 from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
 from ember.ops.im2row import channels_last
 from ember.tensor import Tensor
