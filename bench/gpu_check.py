@@ -57,10 +57,12 @@ def _partial_counts(out: str) -> str:
            f"{marks.count('s')} skipped before the cut"
 
 
-def run_tests(paths: list, timeout: float, log) -> str:
+def run_tests(paths: list, timeout: float, log, workers: int = 1) -> str:
     """Run the gpu-marked tests in ``paths``; returns pytest's summary line (or why it did not finish)."""
     cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rfE", "--tb=short", "-p", "no:cacheprovider",
            *[os.path.join(ROOT, p) for p in paths]]
+    if workers > 1:  # pytest-xdist: CuPy's kernel compiles (NVRTC, on the CPU) and the tests spread over cores
+        cmd[3:3] = ["-n", str(workers)]
     print("$", " ".join(cmd[1:]), flush=True)
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
@@ -170,6 +172,49 @@ def train_step_workload(name: str, shape: tuple, steps: int, cap_s: float, esync
     tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
     ember_step, torch_step = step_fns(em, tm, eopt, topt)
     return compare(name, lambda: ember_step(ex, ey), lambda: torch_step(tx, ty), esync, tsync, steps, cap_s)
+
+
+def kernel_profile(step, sync, reps: int = 5) -> str:
+    """Kernels launched per step and their summed GPU time, read by PyTorch's profiler (CUPTI sees
+    every kernel of the process, CuPy's too). Busy time far below the step's wall time means the
+    step waits on the host (launch overhead, Python), not on the kernels."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    sync()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(reps):
+            step()
+        sync()
+    rows = []
+    for ev in prof.key_averages():
+        us = getattr(ev, "self_device_time_total", None)
+        if us is None:
+            us = getattr(ev, "self_cuda_time_total", 0.0)
+        if us > 0 and ev.count > 0:
+            rows.append((us / reps, ev.count / reps, ev.key))
+    rows.sort(reverse=True)
+    busy = sum(r[0] for r in rows) / 1e3
+    count = sum(r[1] for r in rows)
+    top = "; ".join(f"{name[:48]} {us / 1e3:.2f} ms x{n:.0f}" for us, n, name in rows[:6])
+    return f"{count:.0f} kernels+copies per step, GPU busy {busy:.2f} ms per step; top: {top}"
+
+
+def profile_w3(shape: tuple, esync, tsync) -> list:
+    """kernel_profile of ember's and PyTorch's ResNet-20 step."""
+    import torch
+
+    import ember
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 10, shape[0])
+    em, tm, eopt, topt = build_pair("resnet20", shape)
+    ember_step, torch_step = step_fns(em, tm, eopt, topt)
+    ex, ey = ember.tensor(x, device="cuda"), ember.tensor(y, device="cuda")
+    tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+    return [f"ember W3 kernels: {kernel_profile(lambda: ember_step(ex, ey), esync)}",
+            f"torch W3 kernels: {kernel_profile(lambda: torch_step(tx, ty), tsync)}"]
 
 
 def step_breakdown(shape: tuple, esync, reps: int = 10) -> str:
@@ -298,6 +343,8 @@ def main() -> int:
     ap.add_argument("--skip-tests", action="store_true", help="timings only")
     ap.add_argument("--test-timeout", type=float, default=270, help="seconds for the test suites (default 270)")
     ap.add_argument("--budget", type=float, default=450, help="whole-script deadline in seconds (default 450)")
+    ap.add_argument("--workers", type=int, default=8,
+                    help="pytest-xdist processes for the tests, where it is installed (default 8)")
     ap.add_argument("--only", default="W2,W3,W4,E", help="comma-separated rows to time (default W2,W3,W4,E)")
     args = ap.parse_args()
     out_dir = os.environ.get("OUT")
@@ -321,6 +368,11 @@ def main() -> int:
     print(header[0], flush=True)
     t_tests = elapsed()
 
+    try:
+        import xdist  # noqa: F401
+        workers = max(1, min(args.workers, os.cpu_count() or 1))
+    except ImportError:
+        workers = 1
     if args.skip_tests:
         header.append("GPU tests: skipped (--skip-tests)")
     else:
@@ -330,7 +382,7 @@ def main() -> int:
                       ("every opdb op, CPU vs GPU (test_ops.py)", ["tests/test_ops.py"], 1.0))
             for label, paths, share in suites:
                 limit = min(share * args.test_timeout, args.test_timeout - (elapsed() - t_tests))
-                header.append(f"GPU tests, {label}: {run_tests(paths, max(limit, 10), log)}")
+                header.append(f"GPU tests, {label}: {run_tests(paths, max(limit, 10), log, workers)}")
         header.append(f"(full pytest output: {log_path})")
 
     torch.backends.cudnn.benchmark = True
@@ -376,6 +428,12 @@ def main() -> int:
             header.append("ember W3 step breakdown: " + step_breakdown((128, 3, 32, 32), esync))
         except Exception as exc:
             header.append(f"ember W3 step breakdown: ERROR {type(exc).__name__}: {exc}")
+    if "W3" in only and elapsed() + 20 < deadline:
+        try:
+            header.extend(profile_w3((128, 3, 32, 32), esync, tsync))
+        except Exception as exc:
+            header.append(f"W3 kernel profile: ERROR {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        print("\n".join(header[-2:]), flush=True)
     left = deadline - elapsed() - 10
     name = "E  Fashion-MNIST ResNet-20 epoch (ms/epoch)"
     if "E" not in only:
