@@ -118,9 +118,12 @@ def check_same_device(op: str, *arrays) -> None:
 def scatter_add(target, index, values) -> None:
     """``target[index] += values`` where repeated indices accumulate (NumPy's ``add.at``)."""
     if _cupy is not None and isinstance(target, _cupy.ndarray):
-        import cupyx  # CuPy's atomic scatter-add lives in cupyx
+        if hasattr(_cupy.add, "at"):  # CuPy 13+ (CuPy 14 deprecates cupyx.scatter_add)
+            _cupy.add.at(target, index, values)
+        else:
+            import cupyx  # older CuPy: the atomic scatter-add lives in cupyx
 
-        cupyx.scatter_add(target, index, values)
+            cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
 

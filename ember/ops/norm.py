@@ -170,11 +170,13 @@ class Normalize(Function):
         gh = gy if const_w else gy * w
         inv = self._tile(self.invstd)
         scale = inv * w if (const_w and w is not None) else inv
-        t1 = self._total(_sum(xp, axes, gh))  # per statistic (per channel when channels-last)
-        if xhat is None:  # sum(gh * xhat) = sum(gh * (x - mean)) * invstd, invstd constant per statistic
+        if xhat is not None and xp is not np:  # GPU (fused kernels saved xhat): both sums in one pass
+            t1, t2 = cuda_kernels.sums_for_backward(axes, gh, xhat)
+        elif xhat is None:  # sum(gh * xhat) = sum(gh * (x - mean)) * invstd, invstd constant per statistic
+            t1 = self._total(_sum(xp, axes, gh))  # per statistic (per channel when channels-last)
             t2 = self._total(_sum(xp, axes, gh, xc)) * self.invstd
         else:
-            t2 = self._total(_sum(xp, axes, gh, xhat))
+            t1, t2 = self._total(_sum(xp, axes, gh)), self._total(_sum(xp, axes, gh, xhat))
         s1, s2 = self._tile(t1), self._tile(t2)
         grads = []
         if self.needs_input_grad[0]:
