@@ -223,6 +223,24 @@ def test_row2im_kernel_matches_numpy(H, W, k, s, d, pad, G):
     np.testing.assert_allclose(_host(got), want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("H,W,k,s,d,pad,G", [
+    (6, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (9, 8, (3, 2), (2, 3), (1, 1), (0, 1, 2, 0), 2),
+    (10, 10, (3, 3), (2, 2), (2, 1), (1, 1, 1, 1), 3),
+])
+def test_im2row_kernel_matches_numpy(H, W, k, s, d, pad, G, channels_last):
+    from ember.ops.im2row import im2row, pad_nhwc_into
+
+    g = I.make_geometry(H, W, k, s, d, pad)
+    x = RNG.standard_normal((2, 6, H, W))
+    xpad = pad_nhwc_into(x, pad, np.empty((2, H + pad[0] + pad[1], W + pad[2] + pad[3], 6)))
+    want = im2row(xpad, g, G)
+    xd = _channels_last_dev(x) if channels_last else _dev(x)
+    np.testing.assert_array_equal(_host(K.im2row(xd, g, G, pad)), want)
+    np.testing.assert_array_equal(_host(K.im2row(xd[1:], g, G, pad)), want[len(want) // 2:])  # a run of images
+
+
 @pytest.mark.parametrize("axes,view", [((0, 2), (4, 3, 10)), ((1,), (6, 7)), ((2, 3), (2, 2, 3, 5))])
 def test_norm_kernels_match_numpy(axes, view):
     x = RNG.standard_normal(view) * 3 + 1

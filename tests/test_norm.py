@@ -112,6 +112,17 @@ def test_batchnorm_state_dict_matches_torch():
     assert repr(em) == repr(tm)
 
 
+@pytest.mark.parametrize("make", ["BatchNorm1d", "BatchNorm2d", "InstanceNorm2d"])
+def test_running_statistics_have_torchs_dtypes(make):
+    # regression: running_mean/var were float64 (np.zeros with dtype=None) beside float32 weights,
+    # which also kept the GPU's one-launch running update from applying
+    kw = {"track_running_stats": True} if make.startswith("Instance") else {}
+    em, tm = getattr(nn, make)(3, **kw), getattr(torch.nn, make)(3, **kw)
+    want = {k: str(v.dtype).replace("torch.", "") for k, v in tm.state_dict().items()}
+    assert {k: str(v.dtype) for k, v in em.state_dict().items()} == want
+    assert getattr(nn, make)(3, dtype=np.float64, **kw).running_var.dtype == np.float64
+
+
 def test_running_stats_update_in_place_and_bump_version(rng):
     bn = nn.BatchNorm2d(3)
     buf, version = bn.running_mean.data, bn.running_mean._version

@@ -37,6 +37,7 @@ class _NormBase(Module):
         super().__init__()
         if int(num_features) <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive, got {num_features}")
+        dtype = np.dtype(dtype or np.float32)  # running statistics in the parameters' dtype, as PyTorch
         self.num_features, self.eps, self.momentum = int(num_features), eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.use_bias = bool(affine and bias)

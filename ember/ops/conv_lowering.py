@@ -59,7 +59,7 @@ from ember.ops.conv_padded import Padded, _scratch
 from ember.ops.im2col import (
     Geometry, batch_chunk, col2im, col2im_planes, im2col, im2col_wide, unused_wide_view, wide_length, wide_view,
 )
-from ember.ops.im2row import channels_last, im2row, offsets2im, row2im
+from ember.ops.im2row import channels_last, offsets2im, row2im
 from ember.parallel import one_blas_thread, run_parts, split, threads_for
 
 
@@ -200,9 +200,9 @@ def _forward_pass(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
     xp = xp_of(src.x)
     G, K, OCg = wk.shape
     N, L, OC = src.shape[0], g.OH * g.OW, G * OCg
-    wkt = xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
     KWC, plan = K // g.KH, rows and _slabs_pay(g, OCg, G, xp) and src.width_plan(g)
     slabs, wide = bool(plan), not rows and _wide(g, xp)
+    wkt = None if rows else xp.ascontiguousarray(wk.swapaxes(-1, -2))  # (G, OCg, K), tiny
     nhwc = rows or _columns_channels_last(g, OC, xp)
     out = xp.empty((N, g.OH, g.OW, OC) if nhwc else (N, OC, g.OH, g.OW), dtype=src.dtype)
     per_image = plan[1] * g.OW * KWC if slabs else G * K * (wide_length(g, src.shape[3]) if wide else L)
@@ -221,8 +221,7 @@ def _forward_pass(src: Padded, wk, g: Geometry, b=None, rows: bool = True):
                     if kh:
                         y3 += tmp
             elif rows:
-                pbuf, xc = src.chunk(n0, n1, pbuf)
-                low = im2row(xc, g, G, out=buf)  # (nb*L, G, K)
+                pbuf, low = src.lowered_rows(n0, n1, g, G, pbuf, buf)  # (nb*L, G, K)
                 yt = out[n0:n1].reshape(nb * L, G, OCg)  # the GEMM writes the output in place
                 xp.matmul(low.transpose(1, 0, 2), wk, out=yt.transpose(1, 0, 2))  # per group (nb*L, K) @ (K, OCg)
             elif wide:
@@ -280,7 +279,8 @@ def _weight_grad_pass(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
     per_image = plan[1] * g.OW * KWC if slabs else G * K * (wide_length(g, Wp) if wide else L)
 
     def work(chunks):  # one thread's share: its own buffers and its own partial sum
-        gwk = xp.zeros((G, K, OCg), dtype=gy.dtype)
+        # full rows start from their first chunk's product (one launch fewer on a GPU)
+        gwk = None if rows and not slabs else xp.zeros((G, K, OCg), dtype=gy.dtype)
         buf = gbuf = pbuf = None
         for n0, n1 in chunks:
             nb = n1 - n0
@@ -293,10 +293,10 @@ def _weight_grad_pass(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
                     xp.matmul(low[:, s0:s0 + L].transpose(0, 2, 1), gy3, out=part)
                     gwk[0, kh * KWC:(kh + 1) * KWC] += part.sum(axis=0)
             elif rows:
-                pbuf, xc = src.chunk(n0, n1, pbuf)
-                low = im2row(xc, g, G, out=buf)
+                pbuf, low = src.lowered_rows(n0, n1, g, G, pbuf, buf)
                 # (G, K, nb*L) @ (G, nb*L, OCg): BLAS reads both transposed views without a copy.
-                gwk += low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
+                part = low.transpose(1, 2, 0) @ gyl[n0:n1].reshape(-1, G, OCg).transpose(1, 0, 2)
+                gwk = part if gwk is None else _added([gwk, part])
             elif wide:  # the unused wide columns meet zeros in gy
                 pbuf, xc = src.chunk(n0, n1, pbuf)
                 low = im2col_wide(xc, g, out=buf)
@@ -308,7 +308,7 @@ def _weight_grad_pass(src: Padded, gy, g: Geometry, G: int, rows: bool = True):
                 # (nb, G, K, L) @ (nb, G, L, OCg): the tall-result orientation measured ~25% faster.
                 gwk += (low.reshape(nb, G, K, L) @ gyl[n0:n1].reshape(nb, G, OCg, L).swapaxes(-1, -2)).sum(axis=0)
             buf = low if buf is None else buf
-        return gwk
+        return xp.zeros((G, K, OCg), dtype=gy.dtype) if gwk is None else gwk
 
     return per_image, work
 

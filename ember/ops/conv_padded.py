@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from ember.backend import xp_of
+from ember.ops import cuda_kernels
 from ember.ops.im2col import Geometry, zero_pad
-from ember.ops.im2row import WidthRows, channels_last, from_nhwc, pad_nhwc_into
+from ember.ops.im2row import WidthRows, channels_last, from_nhwc, im2row, pad_nhwc_into
 
 
 def _scratch(buf, shape, dtype, xp):
@@ -29,11 +30,13 @@ class Padded:
     padded copy stays in cache instead of making a round trip through memory for the whole
     batch (ResNet-20's padded copies took ~12 ms of a ~230 ms step that way), and backward
     keeps x itself instead of a padded copy. An NCHW x that rows lower is made channels-last
-    once here, so that forward and backward do not both transpose it.
+    once here, so that forward and backward do not both transpose it. On a GPU, rows are
+    gathered straight from x in either memory order (``lowered_rows``): no padded copy at all.
     """
 
     def __init__(self, x, pads: tuple, rows: bool):
-        self.x = channels_last(x) if rows else x
+        self.gather = rows and cuda_kernels.fits(x) and x.ndim == 4
+        self.x = channels_last(x) if rows and not self.gather else x
         self.pads, self.rows, self.dtype = pads, rows, x.dtype
         N, C, H, W = x.shape
         Hp, Wp = H + pads[0] + pads[1], W + pads[2] + pads[3]
@@ -50,6 +53,15 @@ class Padded:
         if self.rows:
             return buf, pad_nhwc_into(x[n0:n1], self.pads, out)
         return buf, zero_pad(x[n0:n1], self.pads, out=out)
+
+    def lowered_rows(self, n0: int, n1: int, g: Geometry, groups: int, pbuf=None, buf=None):
+        """(pbuf, rows (nb*OH*OW, G, KH*KW*C/G) of padded images n0:n1): ``im2row`` of ``chunk``
+        (pbuf: ``chunk``'s reused buffer), or on a GPU one gather launch from x
+        (``cuda_kernels.im2row``). The rows go into ``buf`` when given (as ``im2row``'s out)."""
+        if self.gather:
+            return pbuf, cuda_kernels.im2row(self.x[n0:n1], g, groups, self.pads, out=buf)
+        pbuf, xc = self.chunk(n0, n1, pbuf)
+        return pbuf, im2row(xc, g, groups, out=buf)
 
     def width_plan(self, g: Geometry):
         """How ``width_rows`` lowers for geometry g: (lowerings, rows, first), or None where padding

@@ -225,6 +225,54 @@ def row2im(rows, g, out):
     return out
 
 
+# ---- im2row: the rows of a convolution straight from its unpadded input ----------------------------
+@functools.cache
+def _im2row():
+    return _cp().ElementwiseKernel(
+        "raw T x, int32 sN, int32 sC, int32 sH, int32 sW, int32 H, int32 W, int32 Cg, int32 G, "
+        "int32 KH, int32 KW, int32 SH, int32 SW, int32 DH, int32 DW, int32 PT, int32 PL, int32 OH, int32 OW",
+        "T row",
+        """
+        // one thread per entry of rows (n, oh, ow, group, kh, kw, c): the input pixel it reads, or 0
+        // where the window reaches into the padding
+        ptrdiff_t r = i;
+        const int c = r % Cg; r /= Cg;
+        const int kw = r % KW; r /= KW;
+        const int kh = r % KH; r /= KH;
+        const int grp = r % G; r /= G;
+        const int ow = r % OW; r /= OW;
+        const int oh = r % OH;
+        const ptrdiff_t n = r / OH;
+        const int h = oh * SH - PT + kh * DH;
+        const int w = ow * SW - PL + kw * DW;
+        row = (h < 0 || h >= H || w < 0 || w >= W) ? T(0)
+            : x[n * sN + (ptrdiff_t)(grp * Cg + c) * sC + (ptrdiff_t)h * sH + (ptrdiff_t)w * sW];
+        """,
+        "ember_im2row",
+    )
+
+
+def im2row(x, g, groups: int, pads: tuple, out=None):
+    """Rows (N*OH*OW, G, KH*KW*C/G) of x (N, C, H, W) zero-padded by pads = (t, b, l, r), in one
+    launch: ember.ops.im2row.im2row of the padded input, without making the padded copy. x may
+    lie channels-first or channels-last in memory; ``out``, when given, is a contiguous buffer of
+    at least that many elements.
+
+    NumPy equivalent: ``im2row.im2row(pad_nhwc_into(x, pads, empty (N, Hp, Wp, C)), g, groups)``.
+    """
+    cp = _cp()
+    if not (x.flags.c_contiguous or x.transpose(0, 2, 3, 1).flags.c_contiguous):
+        x = cp.ascontiguousarray(x)
+    base = x if x.flags.c_contiguous else x.transpose(0, 2, 3, 1)  # the memory, in its own order
+    N, C, H, W = x.shape
+    size = N * g.OH * g.OW * g.KH * g.KW * C
+    out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
+    sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
+    _im2row()(base.reshape(-1), sN, sC, sH, sW, H, W, C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw,
+              pads[0], pads[2], g.OH, g.OW, out)
+    return out.reshape(N * g.OH * g.OW, groups, -1)
+
+
 # ---- batch / instance / group norm pieces ----------------------------------------------------------
 # CuPy reduces ``x.sum(axis=(0, 2, 3))`` with about one thread block per output, so a batch
 # norm's 16 to 64 channel sums over a (128, C, 32, 32) batch kept 16-64 of the GPU's 132
