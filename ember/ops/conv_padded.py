@@ -35,7 +35,7 @@ class Padded:
     """
 
     def __init__(self, x, pads: tuple, rows: bool):
-        self.gather = rows and cuda_kernels.fits(x) and x.ndim == 4
+        self.gather = rows and cuda_kernels.fits(x) and x.ndim == 4 and x.size < 2 ** 31  # int32 strides
         self.x = channels_last(x) if rows and not self.gather else x
         self.pads, self.rows, self.dtype = pads, rows, x.dtype
         N, C, H, W = x.shape
