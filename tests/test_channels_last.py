@@ -83,3 +83,15 @@ def test_max_pool_keeps_a_channels_last_layout(args, rng):
         y = F.max_pool2d(xe, **args)
         y.backward(ember.Tensor(np.ones(y.shape, np.float32)))
         assert is_channels_last(y.data) == want and is_channels_last(xe.grad.data) == want
+
+
+def test_memory_order_views_arrays_in_the_first_ones_memory_order():
+    from ember.backend import memory_order
+
+    x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5.0).reshape(2, 4, 5, 3)).transpose(0, 3, 1, 2)  # (N, C, H, W)
+    stat = np.arange(3.0).reshape(1, 3, 1, 1)
+    xv, sv, k = memory_order(x, stat, 2.0)
+    assert xv.shape == (2, 4, 5, 3) and xv.flags.c_contiguous and k == 2.0
+    assert sv.shape == (1, 1, 1, 3) and np.array_equal(xv + sv, (x + stat).transpose(0, 2, 3, 1))
+    c = np.zeros((2, 3, 4, 5))
+    assert memory_order(c, stat)[0] is c and memory_order(c, stat)[1] is stat  # already in order: as given

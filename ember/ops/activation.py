@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, xp_of
+from ember.backend import check_same_device, memory_order, xp_of
 from ember.errors import DTypeError, ShapeError
 from ember.ops import cuda_kernels
 from ember.parallel import for_slices
@@ -109,6 +109,10 @@ class Relu(Function):
         gx = xp.empty_like(self.mask, dtype=gy.dtype)
         if gy.ndim == 0:
             return xp.multiply(gy, self.mask, out=gx)
+        if xp is not np:  # GPU: one flat kernel when gy lies in the mask's memory order
+            o, g, m = memory_order(gx, gy, self.mask)
+            xp.multiply(g, m, out=o)
+            return gx
         for_slices(lambda n: xp.multiply(gy[n], self.mask[n], out=gx[n]), len(gy), gy.size)
         return gx
 

@@ -331,41 +331,25 @@ def _channel_layout(x, axes: tuple):
 
 
 @functools.cache
-def _channel_totals():
-    return _cp().ElementwiseKernel(
-        "raw T p, raw T p2, int32 S, int32 C, int32 channels_last", "T s, T s2",
-        """
-        // thread i adds up channel i's S partial sums (in a fixed order: results do not vary)
-        T a = 0, b = 0;
-        for (int k = 0; k < S; ++k) {
-            const int at = channels_last ? k * C + i : i * S + k;
-            a += p[at];
-            b += p2[at];
-        }
-        s = a;
-        s2 = b;
-        """,
-        "ember_channel_totals",
-    )
+def _sum_kernel():
+    return _cp().ReductionKernel("T x", "T y", "x", "a + b", "y = a", "0", "ember_sum")
 
 
 def _channel_sums(kind: str, lay, b=None, m=None, scale: float = 1.0):
     """Per-channel sums of ``kind`` over x's layout ``lay`` (``_channel_layout``), times ``scale``:
     two (C,) arrays, the second the sum of x * b for "sum_product" (else zeros). Two launches:
-    partial sums, then their totals (CuPy's own ``sum`` for the second step cost ~35 us of host
-    time per call, in CUB's set-up)."""
+    the partial sums, then one reduction of both sets of partials (CuPy's own ``sum`` there cost
+    ~35 us of host time per call, in CUB's set-up)."""
     cp = _cp()
     flat, k, n, ia = lay
     C = flat.size // n
-    S = max(1, min(n, 16384 // C))  # ~16k threads, each adding n / S elements
+    S = max(1, min(n, 32768 // C))  # ~32k threads, each adding n / S elements
     t = flat.dtype.type
-    p = cp.empty((S, C) if ia == 1 else (C, S), dtype=flat.dtype)
-    p2 = cp.empty_like(p)
+    parts = cp.empty((2, S, C) if ia == 1 else (2, C, S), dtype=flat.dtype)
     bflat, ib = (flat, ia) if b is None else b
-    _channel_kernel(kind)(flat, bflat, flat if m is None else m, n, C, ia, ib, S, t(scale), p, p2)
-    s, s2 = cp.empty(C, dtype=flat.dtype), cp.empty(C, dtype=flat.dtype)
-    _channel_totals()(p, p2, S, C, int(ia == 1), s, s2)
-    return s, s2
+    _channel_kernel(kind)(flat, bflat, flat if m is None else m, n, C, ia, ib, S, t(scale), parts[0], parts[1])
+    totals = _sum_kernel()(parts, axis=1 if ia == 1 else 2)  # (2, C)
+    return totals[0], totals[1]
 
 
 def _kept(x, k: int):
@@ -453,7 +437,7 @@ def normalize_forward(x, mean, var, eps: float, w=None, b=None):
     invstd = _invstd()(var, t(eps))
     xhat = cp.empty_like(x)  # in x's memory order: a channels-last network stays channels-last
     y = cp.empty_like(x)
-    _norm_fwd()(x, mean, invstd, t(1) if w is None else w, t(0) if b is None else b, xhat, y)
+    _norm_fwd()(*backend.memory_order(x, mean, invstd, t(1) if w is None else w, t(0) if b is None else b, xhat, y))
     return invstd, xhat, y
 
 
@@ -473,7 +457,8 @@ def normalize_backward(g, xhat, s1, s2, scale, m: int, out):
     NumPy equivalent: ``out[...] = (g - s1 / m - xhat * s2 / m) * scale`` where s1 = sum(g),
     s2 = sum(g * xhat) over the statistic's axes and scale = invstd (* w).
     """
-    _norm_bwd()(g, xhat, s1, s2, scale, g.dtype.type(1.0 / m), out)
+    o, g, xhat, s1, s2, scale = backend.memory_order(out, g, xhat, s1, s2, scale)
+    _norm_bwd()(g, xhat, s1, s2, scale, g.dtype.type(1.0 / m), o)
     return out
 
 
@@ -507,7 +492,7 @@ def relu_forward(x):
     cp = _cp()
     y = cp.empty_like(x)  # in x's memory order
     mask = cp.empty_like(x, dtype=np.bool_)
-    _relu_fwd()(x, y, mask)
+    _relu_fwd()(*backend.memory_order(x, y, mask))
     return y, mask
 
 
