@@ -15,6 +15,7 @@ from ember.backend import asnumpy, cupy_available
 from ember.errors import DeviceError
 from ember.models import get_model
 from ember.ops import cuda_kernels as K
+from ember.ops import cuda_norm as CN
 from ember.ops import im2col as I
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
@@ -248,22 +249,22 @@ def test_norm_kernels_match_numpy(axes, view):
     pshape = [1 if i in axes else n for i, n in enumerate(view)]
     w, b = RNG.standard_normal(pshape), RNG.standard_normal(pshape)
     m = int(np.prod([view[a] for a in axes]))
-    np.testing.assert_allclose(_host(K.sum_product(axes, _dev(g), _dev(x))), (g * x).sum(axes, keepdims=True))
-    np.testing.assert_allclose(_host(K.sum_product(axes, _dev(g))), g.sum(axes, keepdims=True))
-    mean, var = K.mean_var(_dev(x), axes, m)
+    np.testing.assert_allclose(_host(CN.sum_product(axes, _dev(g), _dev(x))), (g * x).sum(axes, keepdims=True))
+    np.testing.assert_allclose(_host(CN.sum_product(axes, _dev(g))), g.sum(axes, keepdims=True))
+    mean, var = CN.mean_var(_dev(x), axes, m)
     np.testing.assert_allclose(_host(mean), x.mean(axes, keepdims=True))
     np.testing.assert_allclose(_host(var), x.var(axes, keepdims=True))
-    invstd, xhat, y = K.normalize_forward(_dev(x), mean, var, 1e-5, _dev(w), _dev(b))
+    invstd, xhat, y = CN.normalize_forward(_dev(x), mean, var, 1e-5, _dev(w), _dev(b))
     inv_ref = 1 / np.sqrt(x.var(axes, keepdims=True) + 1e-5)
     xhat_ref = (x - x.mean(axes, keepdims=True)) * inv_ref
     np.testing.assert_allclose(_host(invstd), inv_ref)
     np.testing.assert_allclose(_host(xhat), xhat_ref)
     np.testing.assert_allclose(_host(y), xhat_ref * w + b)
-    _, _, y0 = K.normalize_forward(_dev(x), mean, var, 1e-5)  # no affine parameters
+    _, _, y0 = CN.normalize_forward(_dev(x), mean, var, 1e-5)  # no affine parameters
     np.testing.assert_allclose(_host(y0), xhat_ref)
     s1, s2 = g.sum(axes, keepdims=True), (g * xhat_ref).sum(axes, keepdims=True)
     out = _dev(np.empty(view))
-    K.normalize_backward(_dev(g), _dev(xhat_ref), _dev(s1), _dev(s2), _dev(inv_ref * w), m, out)
+    CN.normalize_backward(_dev(g), _dev(xhat_ref), _dev(s1), _dev(s2), _dev(inv_ref * w), m, out)
     np.testing.assert_allclose(_host(out), (g - s1 / m - xhat_ref * s2 / m) * inv_ref * w, rtol=1e-10, atol=1e-12)
 
 
@@ -281,24 +282,24 @@ def test_channel_sums_match_numpy_in_both_memory_orders(x_cl, g_cl, dtype):
     xd = _channels_last_dev(x) if x_cl else _dev(x)
     gd = _channels_last_dev(g) if g_cl else _dev(g)
     axes, tol = (0, 2, 3), (1e-12 if dtype == np.float64 else 2e-5)
-    assert K._channel_layout(xd, axes)[3] == (1 if x_cl else 63)
-    mean, var = K.mean_var(xd, axes, 8 * 9 * 7)
+    assert CN._channel_layout(xd, axes)[3] == (1 if x_cl else 63)
+    mean, var = CN.mean_var(xd, axes, 8 * 9 * 7)
     np.testing.assert_allclose(_host(mean), x.mean(axes, keepdims=True), rtol=tol, atol=tol)
     np.testing.assert_allclose(_host(var), x.var(axes, keepdims=True), rtol=tol, atol=tol)
-    s1, s2 = K.sums_for_backward(axes, gd, xd)
+    s1, s2 = CN.sums_for_backward(axes, gd, xd)
     np.testing.assert_allclose(_host(s1), g.sum(axes, keepdims=True), rtol=tol, atol=10 * tol)
     np.testing.assert_allclose(_host(s2), (g * x).sum(axes, keepdims=True), rtol=tol, atol=10 * tol)
-    np.testing.assert_allclose(_host(K.sum_product(axes, gd, xd)), (g * x).sum(axes, keepdims=True),
+    np.testing.assert_allclose(_host(CN.sum_product(axes, gd, xd)), (g * x).sum(axes, keepdims=True),
                                rtol=tol, atol=10 * tol)
-    assert K._channel_layout(xd[:, :, 1:], axes) is None  # neither order: CuPy's reductions
-    np.testing.assert_allclose(_host(K.mean_var(xd[:, :, 1:], axes, 8 * 8 * 7)[1]),
+    assert CN._channel_layout(xd[:, :, 1:], axes) is None  # neither order: CuPy's reductions
+    np.testing.assert_allclose(_host(CN.mean_var(xd[:, :, 1:], axes, 8 * 8 * 7)[1]),
                                x[:, :, 1:].var(axes, keepdims=True), rtol=tol, atol=tol)
 
 
 def test_running_update_kernel_matches_numpy():
     buf, value = RNG.standard_normal(5), RNG.standard_normal((1, 5, 1))
     got = _dev(buf)
-    K.running_update(got, _dev(value), 0.1)
+    CN.running_update(got, _dev(value), 0.1)
     np.testing.assert_allclose(_host(got), 0.9 * buf + 0.1 * value.reshape(5), rtol=1e-12)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import xp_of
 from ember.errors import ShapeError
-from ember.ops import cuda_kernels
+from ember.ops import cuda_kernels, cuda_norm
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape, sum_to
 from ember.parallel import for_slices
@@ -45,7 +45,7 @@ def _sum(xp, axes: tuple, *arrays):
     """Sum of the product of ``arrays`` over ``axes``, keeping reduced dims as size 1."""
     a = arrays[0]
     if xp is not np and len(arrays) <= 2:  # GPU: one reduction kernel (einsum would transpose and copy)
-        return cuda_kernels.sum_product(axes, *arrays)
+        return cuda_norm.sum_product(axes, *arrays)
     ins = _LETTERS[:a.ndim]
     out = "".join(c for i, c in enumerate(ins) if i not in axes)
     r = xp.einsum(",".join([ins] * len(arrays)) + "->" + out, *arrays)
@@ -122,12 +122,12 @@ class Normalize(Function):
         self.const_w = w is None or all(w.shape[i] == 1 for i in axes)
         if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
             if stats is None:
-                mean, var = cuda_kernels.mean_var(x, axes, self.count)
+                mean, var = cuda_norm.mean_var(x, axes, self.count)
                 if sink is not None:
                     sink["mean"], sink["var"] = mean, var
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
-            invstd, xhat, y = cuda_kernels.normalize_forward(x, mean, var, eps, w, b)
+            invstd, xhat, y = cuda_norm.normalize_forward(x, mean, var, eps, w, b)
         else:
             # Five passes over memory: the sum, x - mean (saved for backward), the sum of its
             # squares, and y = (x - mean) * (invstd * w) + b in two. Saving x - mean rather than
@@ -171,7 +171,7 @@ class Normalize(Function):
         inv = self._tile(self.invstd)
         scale = inv * w if (const_w and w is not None) else inv
         if xhat is not None and xp is not np:  # GPU (fused kernels saved xhat): both sums in one pass
-            t1, t2 = cuda_kernels.sums_for_backward(axes, gh, xhat)
+            t1, t2 = cuda_norm.sums_for_backward(axes, gh, xhat)
         elif xhat is None:  # sum(gh * xhat) = sum(gh * (x - mean)) * invstd, invstd constant per statistic
             t1 = self._total(_sum(xp, axes, gh))  # per statistic (per channel when channels-last)
             t2 = self._total(_sum(xp, axes, gh, xc)) * self.invstd
@@ -182,7 +182,7 @@ class Normalize(Function):
         if self.needs_input_grad[0]:
             gx = xp.empty_like(gy)  # in x's memory order (channels-last stays channels-last)
             if self.batch_stats and xhat is not None and xp is not np and cuda_kernels.fits(gh, xhat):
-                cuda_kernels.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)  # GPU: one fused launch
+                cuda_norm.normalize_backward(gh, xhat, s1, s2, scale, self.count, gx)  # GPU: one fused launch
             elif self.batch_stats:  # gx = (gh - s1/m - xhat * s2/m) * scale, with one allocation
                 centred, k1, k2 = (xc, s1 / m, inv * s2 / m) if xhat is None else (xhat, s1 / m, s2 / m)
 
@@ -243,7 +243,7 @@ def _update(buffer: Tensor, value, momentum: float) -> None:
     """running = (1 - momentum) * running + momentum * value, in place (bumps the version)."""
     buf = buffer.data
     if cuda_kernels.fits(buf, value):  # GPU: one fused launch instead of four
-        cuda_kernels.running_update(buf, value, momentum)
+        cuda_norm.running_update(buf, value, momentum)
         buffer._vc[0] += 1
         return
     buf *= 1 - momentum

@@ -1,0 +1,219 @@
+"""CuPy kernels for batch, instance and group norm (see ember/ops/cuda_kernels.py for the scheme).
+
+=========================  ======================================  ===========================
+kernel                     replaces (NumPy code beside the op)     why
+=========================  ======================================  ===========================
+mean_var, sum_product,     einsum / ``sum`` over all axes but the  tens of thousands of threads
+sums_for_backward          channel's                               per sum, both sums in one pass
+normalize_forward          4-6 elementwise passes                  invstd, xhat and y: 2 launches
+normalize_backward         4 elementwise passes                    one launch
+running_update             4 elementwise passes                    one launch
+=========================  ======================================  ===========================
+
+As in cuda_kernels.py, kernels compile on first use, each wrapper's docstring gives its NumPy
+equivalent, and tests/test_gpu.py checks each against it.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from ember import backend
+from ember.ops.cuda_kernels import _cp
+
+# CuPy reduces ``x.sum(axis=(0, 2, 3))`` with about one thread block per output, so a batch
+# norm's 16 to 64 channel sums over a (128, C, 32, 32) batch kept 16-64 of the GPU's 132
+# multiprocessors busy and took ~0.45 ms each (ResNet-20's step spent 17 of its 28 GPU ms
+# there, measured on an H200). The kernel below splits every channel's elements among S
+# threads, so that tens of thousands of threads read memory side by side; a second, small
+# reduction adds the S partial sums of each channel. Both orders of a batch are read in place.
+_CHANNEL_SUMS = """
+    // thread i adds up part s of channel c's n elements: those with index j = s, s + S, ...
+    // (j counts the elements of a channel in row-major order of the other axes). Neighbouring
+    // threads take neighbouring addresses of a: neighbouring channels when a is channels-last
+    // (inner 1), neighbouring parts of one channel otherwise.
+    const int c = ia == 1 ? i % C : i / S;
+    const long long s = ia == 1 ? i / C : i % S;
+    T acc = 0, acc2 = 0;
+    for (long long j = s; j < n; j += S) {
+        const T v = a[(j / ia) * C * ia + c * (long long)ia + j % ia];
+        BODY
+    }
+"""
+
+
+@functools.cache
+def _channel_kernel(kind: str):
+    body = {"sum": "acc += v;",
+            "sqdiff": "const T d = v - m[c]; acc += d * d;",
+            "sum_product": "acc += v; acc2 += v * b[(j / ib) * C * ib + c * (long long)ib + j % ib];"}[kind]
+    return _cp().ElementwiseKernel(
+        "raw T a, raw T b, raw T m, int32 n, int32 C, int32 ia, int32 ib, int32 S, T scale", "T p, T p2",
+        _CHANNEL_SUMS.replace("BODY", body) + "p = acc * scale; p2 = acc2 * scale;",
+        f"ember_channel_{kind}",
+    )
+
+
+def _channel_layout(x, axes: tuple):
+    """(flat memory, channel axis, elements per channel, inner) when ``axes`` are all axes of x but
+    one (the channel axis k) and x lies in memory C-contiguously (inner: the product of the axes
+    after k) or with k last (inner 1, channels-last); None otherwise."""
+    kept = [k for k in range(x.ndim) if k not in axes]
+    if len(kept) != 1 or x.size == 0 or x.size >= 2 ** 31:
+        return None
+    k = kept[0]
+    C = x.shape[k]
+    if x.flags.c_contiguous:
+        return x.ravel(), k, x.size // C, int(np.prod(x.shape[k + 1:]))
+    last = _cp().moveaxis(x, k, -1)
+    if last.flags.c_contiguous:
+        return last.ravel(), k, x.size // C, 1
+    return None
+
+
+@functools.cache
+def _sum_kernel():
+    return _cp().ReductionKernel("T x", "T y", "x", "a + b", "y = a", "0", "ember_sum")
+
+
+def _channel_sums(kind: str, lay, b=None, m=None, scale: float = 1.0):
+    """Per-channel sums of ``kind`` over x's layout ``lay`` (``_channel_layout``), times ``scale``:
+    two (C,) arrays, the second the sum of x * b for "sum_product" (else zeros). Two launches:
+    the partial sums, then one reduction of both sets of partials (CuPy's own ``sum`` there cost
+    ~35 us of host time per call, in CUB's set-up)."""
+    cp = _cp()
+    flat, k, n, ia = lay
+    C = flat.size // n
+    S = max(1, min(n, 32768 // C))  # ~32k threads, each adding n / S elements
+    t = flat.dtype.type
+    parts = cp.empty((2, S, C) if ia == 1 else (2, C, S), dtype=flat.dtype)
+    bflat, ib = (flat, ia) if b is None else b
+    _channel_kernel(kind)(flat, bflat, flat if m is None else m, n, C, ia, ib, S, t(scale), parts[0], parts[1])
+    totals = _sum_kernel()(parts, axis=1 if ia == 1 else 2)  # (2, C)
+    return totals[0], totals[1]
+
+
+def _kept(x, k: int):
+    """The shape of a statistic over all axes but k, reduced dims kept as size 1."""
+    return tuple(n if i == k else 1 for i, n in enumerate(x.shape))
+
+
+@functools.cache
+def _prod_sum():
+    # Reduction variables are named a and b by CuPy, so the inputs are p and q.
+    return _cp().ReductionKernel("T p, T q", "T y", "p * q", "a + b", "y = a", "0", "ember_prod_sum")
+
+
+def sum_product(axes: tuple, x, other=None):
+    """``(x * other).sum(axis=axes, keepdims=True)`` (just ``x.sum(...)`` without ``other``) in one reduction."""
+    lay = _channel_layout(x, axes)
+    if lay is not None:
+        if other is None:
+            return _channel_sums("sum", lay)[0].reshape(_kept(x, lay[1]))
+        olay = _channel_layout(other, axes) if other.shape == x.shape else None
+        if olay is not None:
+            _, s2 = _channel_sums("sum_product", lay, b=(olay[0], olay[3]))
+            return s2.reshape(_kept(x, lay[1]))
+    if other is None:
+        return x.sum(axis=axes, keepdims=True)
+    return _prod_sum()(x, other, axis=axes, keepdims=True)
+
+
+def sums_for_backward(axes: tuple, g, xhat):
+    """``(g.sum(axes, keepdims=True), (g * xhat).sum(axes, keepdims=True))``, in one pass over g
+    and xhat where they allow (``_channel_layout``)."""
+    lay = _channel_layout(g, axes)
+    olay = _channel_layout(xhat, axes) if lay is not None and xhat.shape == g.shape else None
+    if olay is None:
+        return sum_product(axes, g), sum_product(axes, g, xhat)
+    s1, s2 = _channel_sums("sum_product", lay, b=(olay[0], olay[3]))
+    return s1.reshape(_kept(g, lay[1])), s2.reshape(_kept(g, lay[1]))
+
+
+@functools.cache
+def _sqdiff_sum():
+    return _cp().ReductionKernel("T x, T m", "T y", "(x - m) * (x - m)", "a + b", "y = a", "0", "ember_sqdiff_sum")
+
+
+def mean_var(x, axes: tuple, count: int):
+    """Mean and biased variance over ``axes`` (kept as size-1 dims), two reductions.
+
+    NumPy equivalent: ``m = x.mean(axes, keepdims=True); v = ((x - m)**2).sum(axes, keepdims=True) / count``.
+    """
+    lay = _channel_layout(x, axes)
+    if lay is not None:  # per-channel statistics (batch norm): split among many threads
+        mean = _channel_sums("sum", lay, scale=1.0 / count)[0]
+        var = _channel_sums("sqdiff", lay, m=mean, scale=1.0 / count)[0]
+        shape = _kept(x, lay[1])
+        return mean.reshape(shape), var.reshape(shape)
+    mean = x.mean(axis=axes, keepdims=True)
+    var = _sqdiff_sum()(x, mean, axis=axes, keepdims=True)
+    var /= x.dtype.type(count)
+    return mean, var
+
+
+@functools.cache
+def _invstd():
+    return _cp().ElementwiseKernel("T var, T eps", "T inv", "inv = T(1) / sqrt(var + eps);", "ember_invstd")
+
+
+@functools.cache
+def _norm_fwd():
+    return _cp().ElementwiseKernel(
+        "T x, T mean, T invstd, T w, T b", "T xhat, T y",
+        "xhat = (x - mean) * invstd; y = xhat * w + b;",
+        "ember_norm_fwd",
+    )
+
+
+def normalize_forward(x, mean, var, eps: float, w=None, b=None):
+    """invstd (statistics' shape), xhat and y (x's shape) of a normalization in two launches.
+
+    NumPy equivalent (statistics broadcast against x; w = 1 and b = 0 when absent)::
+
+        invstd = 1 / sqrt(var + eps);  xhat = (x - mean) * invstd;  y = xhat * w + b
+    """
+    cp = _cp()
+    t = x.dtype.type
+    invstd = _invstd()(var, t(eps))
+    xhat = cp.empty_like(x)  # in x's memory order: a channels-last network stays channels-last
+    y = cp.empty_like(x)
+    _norm_fwd()(*backend.memory_order(x, mean, invstd, t(1) if w is None else w, t(0) if b is None else b, xhat, y))
+    return invstd, xhat, y
+
+
+@functools.cache
+def _norm_bwd():
+    return _cp().ElementwiseKernel(
+        "T g, T xhat, T s1, T s2, T scale, T inv_m",
+        "T gx",
+        "gx = (g - (s1 + xhat * s2) * inv_m) * scale;",
+        "ember_norm_bwd",
+    )
+
+
+def normalize_backward(g, xhat, s1, s2, scale, m: int, out):
+    """Input gradient of a normalization with batch statistics, written into ``out``.
+
+    NumPy equivalent: ``out[...] = (g - s1 / m - xhat * s2 / m) * scale`` where s1 = sum(g),
+    s2 = sum(g * xhat) over the statistic's axes and scale = invstd (* w).
+    """
+    o, g, xhat, s1, s2, scale = backend.memory_order(out, g, xhat, s1, s2, scale)
+    _norm_bwd()(g, xhat, s1, s2, scale, g.dtype.type(1.0 / m), o)
+    return out
+
+
+@functools.cache
+def _running_update():
+    return _cp().ElementwiseKernel(
+        "T value, T keep, T gain", "T buf", "buf = keep * buf + gain * value;", "ember_running_update")
+
+
+def running_update(buf, value, momentum: float) -> None:
+    """Move a running statistic towards ``value`` in place, in one launch.
+
+    NumPy equivalent: ``buf[...] = (1 - momentum) * buf + momentum * value.reshape(buf.shape)``.
+    """
+    t = buf.dtype.type
+    _running_update()(value.reshape(buf.shape), t(1 - momentum), t(momentum), buf)
