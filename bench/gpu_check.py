@@ -40,6 +40,7 @@ for p in (ROOT, HERE):  # run from a checkout without installing ember; torch_mo
         sys.path.insert(0, p)
 
 import numpy as np  # noqa: E402
+from gpu_profile import host_profile, kernel_profile  # noqa: E402
 
 T0 = time.perf_counter()
 
@@ -176,34 +177,6 @@ def train_step_workload(name: str, shape: tuple, steps: int, cap_s: float, esync
     return compare(name, lambda: ember_step(ex, ey), lambda: torch_step(tx, ty), esync, tsync, steps, cap_s)
 
 
-def kernel_profile(step, sync, reps: int = 5, table=None) -> str:
-    """Kernels launched per step and their summed GPU time, read by PyTorch's profiler (CUPTI sees
-    every kernel of the process, CuPy's too). Busy time far below the step's wall time means the
-    step waits on the host (launch overhead, Python), not on the kernels."""
-    from torch.profiler import ProfilerActivity, profile
-
-    step()
-    sync()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(reps):
-            step()
-        sync()
-    rows = []
-    for ev in prof.key_averages():
-        us = getattr(ev, "self_device_time_total", None)
-        if us is None:
-            us = getattr(ev, "self_cuda_time_total", 0.0)
-        if us > 0 and ev.count > 0:
-            rows.append((us / reps, ev.count / reps, ev.key))
-    rows.sort(reverse=True)
-    if table is not None:  # every kernel: us per step, launches per step, name
-        table.extend(f"{us:10.1f} us {n:6.1f}x  {name}" for us, n, name in rows)
-    busy = sum(r[0] for r in rows) / 1e3
-    count = sum(r[1] for r in rows)
-    top = "; ".join(f"{name[:48]} {us / 1e3:.2f} ms x{n:.0f}" for us, n, name in rows[:6])
-    return f"{count:.0f} kernels+copies per step, GPU busy {busy:.2f} ms per step; top: {top}"
-
-
 def profile_w3(shape: tuple, esync, tsync) -> list:
     """kernel_profile of ember's and PyTorch's ResNet-20 step."""
     import torch
@@ -221,25 +194,10 @@ def profile_w3(shape: tuple, esync, tsync) -> list:
     lines = [f"ember W3 kernels: {kernel_profile(lambda: ember_step(ex, ey), esync, table=etab)}",
              f"torch W3 kernels: {kernel_profile(lambda: torch_step(tx, ty), tsync, table=ttab)}"]
     out_dir = os.environ.get("OUT")
-    if out_dir:  # the whole tables, and where ember's host time goes (cProfile of 10 steps)
-        import cProfile
-        import io
-        import pstats
-
+    if out_dir:  # the whole tables, and where ember's host time goes
         with open(os.path.join(out_dir, "w3_kernels.txt"), "w") as f:
             f.write("ember ResNet-20 step, per step:\n" + "\n".join(etab) + "\n\ntorch:\n" + "\n".join(ttab) + "\n")
-        prof = cProfile.Profile()
-        prof.enable()
-        for _ in range(10):
-            ember_step(ex, ey)
-        esync()
-        prof.disable()
-        text = io.StringIO()
-        st = pstats.Stats(prof, stream=text)
-        st.sort_stats("tottime").print_stats(45)
-        st.sort_stats("cumulative").print_stats(60)
-        with open(os.path.join(out_dir, "w3_host_profile.txt"), "w") as f:
-            f.write(text.getvalue())
+        host_profile(lambda: ember_step(ex, ey), esync, os.path.join(out_dir, "w3_host_profile.txt"))
     return lines
 
 
