@@ -7,7 +7,7 @@ nothing)::
     python bench/gpu_check.py --skip-tests    # timings only
     python bench/gpu_check.py --out my.txt    # another results file ($OUT/gpu_results.txt too, if $OUT is set)
 
-1. ``python -m pytest -m gpu -q`` in subprocesses: first tests/test_gpu.py (kernels vs
+1. ``python -m pytest -m gpu -q`` in subprocesses (bench/gpu_tests.py): first tests/test_gpu.py (kernels vs
    NumPy, devices, checkpoints, label checks, training steps) and test_io.py's GPU test,
    then tests/test_ops.py (every op of tests/opdb.py on CPU vs GPU, forward and
    gradients); together capped at ``--test-timeout`` s. The full log goes to gpu_tests.log.
@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 
@@ -41,49 +40,13 @@ for p in (ROOT, HERE):  # run from a checkout without installing ember; torch_mo
 
 import numpy as np  # noqa: E402
 from gpu_profile import host_profile, kernel_profile  # noqa: E402
+from gpu_tests import run_tests  # noqa: E402
 
 T0 = time.perf_counter()
 
 
 def elapsed() -> float:
     return time.perf_counter() - T0
-
-
-# ---- 1. the GPU test suite -------------------------------------------------------------------------
-def _partial_counts(out: str) -> str:
-    """Pass/fail counts from pytest -q progress lines (for a run cut off by the timeout)."""
-    marks = "".join(ln.split("[")[0].strip() for ln in out.splitlines()
-                    if ln.strip() and set(ln.split("[")[0].strip()) <= set(".FEsxX"))
-    return f"{marks.count('.')} passed, {marks.count('F')} failed, {marks.count('E')} errors, " \
-           f"{marks.count('s')} skipped before the cut"
-
-
-def run_tests(paths: list, timeout: float, log, workers: int = 1) -> str:
-    """Run the gpu-marked tests in ``paths``; returns pytest's summary line (or why it did not finish)."""
-    # no:benchmark: pytest-benchmark, where installed, refuses to load beside xdist
-    cmd = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rfE", "--tb=short", "-p", "no:cacheprovider",
-           "-p", "no:benchmark",
-           *[os.path.join(ROOT, p) for p in paths]]
-    if workers > 1:  # pytest-xdist: CuPy's kernel compiles (NVRTC, on the CPU) and the tests spread over cores
-        cmd[3:3] = ["-n", str(workers)]
-    print("$", " ".join(cmd[1:]), flush=True)
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-        out = proc.stdout + proc.stderr
-        lines = [ln for ln in out.splitlines() if ln.strip()]
-        summary = f"{lines[-1] if lines else '(no output)'} [exit {proc.returncode}]"
-    except subprocess.TimeoutExpired as e:
-        out = e.stdout or ""
-        out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        summary = f"TIMED OUT after {timeout:.0f} s: {_partial_counts(out)}"
-    log.write(f"$ {' '.join(cmd[1:])}\n{out}\n")
-    failed = [ln for ln in out.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-    for ln in failed[:30]:
-        print(ln)
-    if len(failed) > 30:
-        print(f"... {len(failed) - 30} more in the log")
-    print(f"  -> {summary}", flush=True)
-    return summary
 
 
 # ---- 2. timings ------------------------------------------------------------------------------------
