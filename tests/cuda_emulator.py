@@ -25,8 +25,8 @@ import numpy as np
 _BUILD = tempfile.mkdtemp(prefix="ember_cuda_emulator_")
 
 
-_CT = {"int32": "int", "bool": "bool", "float32": "float", "float64": "double"}
-_NP = {"int32": np.int32, "bool": np.bool_, "float32": np.float32, "float64": np.float64}
+_CT = {"int32": "int", "int64": "long long", "bool": "bool", "float32": "float", "float64": "double"}
+_NP = {"int32": np.int32, "int64": np.int64, "bool": np.bool_, "float32": np.float32, "float64": np.float64}
 
 
 def _parse(spec: str) -> list:
@@ -65,7 +65,10 @@ class ElementwiseKernel:
 #include <cmath>
 #include <cstddef>
 using std::sqrt;
-typedef {T} T;
+using std::max;
+inline double rsqrt(double v) {{ return 1 / std::sqrt(v); }}
+inline float rsqrt(float v) {{ return 1 / std::sqrt(v); }}
+{f"typedef {T} T;" if T else ""}
 template <class U> U atomicAdd(U* a, U v) {{ U o = *a; *a += v; return o; }}
 extern "C" void run(long n, void** args) {{
   for (ptrdiff_t i = 0; i < n; ++i) {{
@@ -84,7 +87,7 @@ extern "C" void run(long n, void** args) {{
         self.libs[key] = lib
         return lib
 
-    def __call__(self, *args):
+    def __call__(self, *args, size=None):
         specs = self.ins + self.outs
         if len(args) == len(self.ins):  # outputs omitted: allocate like CuPy (broadcast shape, dtype T)
             arrs = [a for (raw, _, _), a in zip(self.ins, args) if not raw and isinstance(a, np.ndarray)]
@@ -95,7 +98,7 @@ extern "C" void run(long n, void** args) {{
             return outs[0] if len(outs) == 1 else tuple(outs)
         assert len(args) == len(specs), (self.name, len(args), len(specs))
         arrays = [a for (raw, _, _), a in zip(specs, args) if not raw and isinstance(a, np.ndarray)]
-        shape = np.broadcast_shapes(*[a.shape for a in arrays])
+        shape = np.broadcast_shapes(*[a.shape for a in arrays]) if size is None else (size,)
         T = None
         for (raw, typ, _), a in zip(specs, args):
             if typ == "T" and isinstance(a, (np.ndarray, np.generic)):
@@ -145,6 +148,46 @@ class ReductionKernel:
         return np.asarray(v.sum(axis=axis, keepdims=keepdims), dtype=args[0].dtype)
 
 
+class _Cublas:
+    """cuBLAS's column-major GEMMs on raw host addresses (what ember.ops.cuda_gemm calls), by NumPy:
+    so that the emulator checks cuda_gemm's leading dimensions, transposes and batch strides."""
+
+    CUBLAS_OP_N, CUBLAS_OP_T = 0, 1
+
+    @staticmethod
+    def _mat(ptr, dtype, rows, cols, ld, extra=0):
+        """The column-major (rows, cols) matrix at address ptr with leading dimension ld."""
+        item = np.dtype(dtype).itemsize
+        n = (cols - 1) * ld + rows + extra
+        flat = np.frombuffer((ctypes.c_char * (n * item)).from_address(ptr), dtype=dtype)
+        return np.lib.stride_tricks.as_strided(flat, (rows, cols), (item, ld * item))
+
+    def _gemm(self, dtype, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
+        a = self._mat(A, dtype, k, m, lda).T if ta else self._mat(A, dtype, m, k, lda)
+        b = self._mat(B, dtype, n, k, ldb).T if tb else self._mat(B, dtype, k, n, ldb)
+        c = self._mat(C, dtype, m, n, ldc)
+        al, be = (self._mat(p, dtype, 1, 1, 1)[0, 0] for p in (alpha, beta))
+        c[...] = al * (a @ b) + (be * c if be != 0 else 0)
+
+    def _batched(self, dtype, ta, tb, m, n, k, alpha, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, count):
+        item = np.dtype(dtype).itemsize
+        for i in range(count):
+            self._gemm(dtype, ta, tb, m, n, k, alpha, A + i * sa * item, lda, B + i * sb * item, ldb, beta,
+                       C + i * sc * item, ldc)
+
+    def sgemm(self, handle, *args):
+        self._gemm(np.float32, *args)
+
+    def dgemm(self, handle, *args):
+        self._gemm(np.float64, *args)
+
+    def sgemmStridedBatched(self, handle, *args):
+        self._batched(np.float32, *args)
+
+    def dgemmStridedBatched(self, handle, *args):
+        self._batched(np.float64, *args)
+
+
 def __getattr__(name):  # everything else: NumPy (so xp_of() returning this module still works)
     return getattr(np, name)
 
@@ -164,6 +207,9 @@ def install() -> None:
     import ember.tensor
 
     backend._cupy = _fake_cupy()
+    from ember.ops import cuda_gemm
+
+    cuda_gemm._blas = lambda: (_Cublas(), 0)
     on_cpu = backend.device_of
     backend.cupy_available = lambda: False  # keep the real-GPU tests skipped
     import ember.random
@@ -173,11 +219,18 @@ def install() -> None:
     def rng_for(generator=None, like=None):  # draws stay NumPy's, as on the CPU
         return ember.random.get_generator(generator).np
 
+    moved = backend.to_device
+
+    def to_device(array, device):  # "moving" to the GPU copies, as a real move would
+        return np.array(array, copy=True) if backend.Device(device).type == "cuda" else np.asarray(array)
+
     for name, mod in list(sys.modules.items()):  # also where they were imported by name
         if name.startswith("ember") and getattr(mod, "rng_for", None) is original:
             mod.rng_for = rng_for
         if name.startswith("ember") and getattr(mod, "device_of", None) is on_cpu:
             mod.device_of = lambda a: backend.CPU  # arrays still live on the CPU
+        if name.startswith("ember") and getattr(mod, "to_device", None) is moved:
+            mod.to_device = to_device
     cupyx = types.ModuleType("cupyx")
     cupyx.scatter_add = np.add.at
     sys.modules.setdefault("cupyx", cupyx)

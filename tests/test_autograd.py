@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ember
+from ember import backend
 from ember.autograd import Function
 from ember.errors import DTypeError, GraphError, ShapeError
 
@@ -263,6 +264,8 @@ def test_seed_gradient_is_never_aliased_by_leaf_grads():
     np.testing.assert_array_equal(seed.numpy(), np.ones((2, 2)))
 
 
+@pytest.mark.skipif(getattr(backend._cupy, "__name__", "") == "cupy_emulated",
+                    reason="the CPU route's memory layout; the GPU route returns gx in x's own order")
 def test_sole_views_become_grads_without_a_copy(rng):
     """A convolution's input gradient is a channels-last view of an array only it refers to: the engine
     stores it as .grad as is (no copy), while views of shared arrays are still copied (test above)."""

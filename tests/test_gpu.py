@@ -298,7 +298,7 @@ def test_channel_sums_match_numpy_in_both_memory_orders(x_cl, g_cl, dtype):
 
 def test_running_update_kernel_matches_numpy():
     buf, value = RNG.standard_normal(5), RNG.standard_normal((1, 5, 1))
-    got = _dev(buf)
+    got = _dev(buf.copy())  # a copy: under tests/cuda_emulator.py _dev aliases
     CN.running_update(got, _dev(value), 0.1)
     np.testing.assert_allclose(_host(got), 0.9 * buf + 0.1 * value.reshape(5), rtol=1e-12)
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device
+from ember.backend import check_same_device, is_channels_last
 from ember.errors import DTypeError, ShapeError
 from ember.ops.conv_lowering import (
     _bias_grad, _data_and_weight_grads, _gemm_data_grad, _gemm_forward, _gemm_weight_grad, _lowered_weight,
     _weight_from_lowered, rows_add_back, rows_pay,
 )
+from ember.ops import cuda_conv
 from ember.ops.conv_padded import Padded, _unpad
 from ember.ops.im2col import Geometry, fold, make_geometry, pair, unfold  # noqa: F401  (F.fold/unfold)
 from ember.ops.im2row import channels_last
@@ -31,17 +32,26 @@ class Conv2d(Function):
     """2-D cross-correlation with zero padding, stride, dilation and groups (bias optional)."""
 
     def forward(self, x, w, b=None, *, g: Geometry, groups: int):
-        pads, rows = (g.pt, g.pb, g.pl, g.pr), rows_pay(x.shape[1] // groups, w.shape[3])
+        need = self.needs_input_grad or (False, False, False)
+        pads = (g.pt, g.pb, g.pl, g.pr)
+        self.g, self.groups, self.pads, self.xshape, self.wshape = g, groups, pads, x.shape, w.shape
+        self.gpu = cuda_conv.fits(x, w, b)
+        if self.gpu:  # one gather and one cuBLAS call per pass (ember/ops/cuda_conv.py)
+            self.x, self.w = (x if need[1] else None), (w if need[0] else None)
+            self.x_last = is_channels_last(x)
+            return cuda_conv.forward(x, w, b, g, groups, pads)
+        rows = rows_pay(x.shape[1] // groups, w.shape[3])
         src = Padded(x, pads, rows)  # padded a chunk at a time by the GEMM passes
         y = _gemm_forward(src, _lowered_weight(w, groups, rows), g, b, rows)  # rows: channels-last memory
-        need = self.needs_input_grad or (False, False, False)
         # Save only what backward reads: the input (in its lowering's layout) for gw, w for gx.
         self.src = src if need[1] else None
         self.w = w if need[0] else None
-        self.g, self.groups, self.pads, self.rows, self.xshape, self.wshape = g, groups, pads, rows, x.shape, w.shape
+        self.rows = rows
         return y
 
     def backward(self, gy):
+        if self.gpu:
+            return self._backward_gpu(gy)
         # Rows read gy channels-last: transpose it once here (a no-op when it already is, as
         # between two convolutions), so that both passes below share the copy. Columns read
         # it as it lies (the data gradient makes its own NCHW copy when it needs one).
@@ -61,6 +71,14 @@ class Conv2d(Function):
         if len(need) > 2 and need[2]:
             gb = _bias_grad(gy)
         return (gx, gw) if len(need) == 2 else (gx, gw, gb)
+
+    def _backward_gpu(self, gy):
+        need, g, G, pads = self.needs_input_grad, self.g, self.groups, self.pads
+        gx = cuda_conv.data_grad(gy, self.w, g, G, pads, self.xshape, self.x_last) if need[0] else None
+        gw = cuda_conv.weight_grad(self.x, gy, g, G, pads, self.wshape) if need[1] else None
+        if len(need) == 2:
+            return gx, gw
+        return gx, gw, cuda_conv.bias_grad(gy) if need[2] else None
 
     def _data_grad_as_conv(self, gy):
         """With stride 1, gx is itself a stride-1 convolution: gy, zero-padded by d*(K-1) - p,

@@ -12,10 +12,10 @@ maxpool2d_backward         KH*KW masked slice-writes               one atomic sc
 col2im / row2im            KH*KW strided slice-adds                one gather launch, no atomics
 im2row                     padded copy + windows' copy             one gather launch, no padding
 relu_forward               ``x > 0`` and ``maximum``               one launch, both outputs
-sgd / adam / rmsprop step  4-10 elementwise passes per parameter   one launch per parameter
 =========================  ======================================  ===========================
 
-Batch, instance and group norm have theirs in ember/ops/cuda_norm.py. A small CuPy kernel
+Batch, instance and group norm have theirs in ember/ops/cuda_norm.py, conv2d its GEMM route in
+ember/ops/cuda_conv.py, the optimizers their multi-tensor updates in ember/optim/cuda_step.py. A small CuPy kernel
 launch costs ~10 us of host time, and a ResNet-20 training step makes hundreds of them, so
 fewer launches is most of the GPU speed.
 
@@ -297,103 +297,3 @@ def relu_forward(x):
     mask = cp.empty_like(x, dtype=np.bool_)
     _relu_fwd()(*backend.memory_order(x, y, mask))
     return y, mask
-
-
-# ---- optimizer updates (in place on the parameter and its state) -----------------------------------
-@functools.cache
-def _sgd():
-    return _cp().ElementwiseKernel(
-        "T g, T lr, T wd, T sgn", "T p",
-        "T d = sgn * g; if (wd != T(0)) d += wd * p; p -= lr * d;",
-        "ember_sgd",
-    )
-
-
-@functools.cache
-def _sgd_momentum():
-    return _cp().ElementwiseKernel(
-        "T g, T lr, T wd, T sgn, T momentum, T keep, int32 nesterov, int32 first", "T p, T buf",
-        """
-        T d = sgn * g;
-        if (wd != T(0)) d += wd * p;
-        buf = first ? d : momentum * buf + keep * d;
-        d = nesterov ? d + momentum * buf : buf;
-        p -= lr * d;
-        """,
-        "ember_sgd_momentum",
-    )
-
-
-def sgd_step(p, g, lr, wd, maximize, momentum=0.0, dampening=0.0, nesterov=False, buf=None, first=False):
-    """One SGD update in place (ember.optim.SGD's rule).
-
-    NumPy equivalent::
-
-        d = -g if maximize else g;  d = d + wd * p                 (if wd)
-        buf = d if first else momentum * buf + (1 - dampening) * d   (if momentum)
-        d = d + momentum * buf if nesterov else buf                   (if momentum)
-        p -= lr * d
-    """
-    t = p.dtype.type
-    sign = t(-1 if maximize else 1)
-    if buf is None:
-        _sgd()(g, t(lr), t(wd), sign, p)
-    else:
-        _sgd_momentum()(g, t(lr), t(wd), sign, t(momentum), t(1 - dampening), int(nesterov), int(first), p, buf)
-
-
-@functools.cache
-def _adam():
-    return _cp().ElementwiseKernel(
-        "T g, T sgn, T decay, T l2, T c1, T beta2, T c2, T step_size, T sqrt_bc2, T eps", "T p, T m, T v",
-        """
-        T d = sgn * g;
-        if (l2 != T(0)) d += l2 * p;
-        p *= decay;
-        m += c1 * (d - m);
-        v = beta2 * v + c2 * (d * d);
-        p -= m / (sqrt(v) / sqrt_bc2 + eps) * step_size;
-        """,
-        "ember_adam",
-    )
-
-
-def adam_step(p, g, m, v, lr, beta1, beta2, eps, wd, decoupled, maximize, step_size, sqrt_bc2):
-    """One Adam/AdamW update in place (ember.optim.Adam's rule, without amsgrad).
-
-    NumPy equivalent::
-
-        d = -g if maximize else g
-        p *= 1 - lr * wd  (AdamW)        or   d = d + wd * p  (Adam)
-        m += (1 - beta1) * (d - m);  v = beta2 * v + (1 - beta2) * d * d
-        p -= m / (sqrt(v) / sqrt_bc2 + eps) * step_size
-    """
-    t = p.dtype.type
-    decay, l2 = (t(1 - lr * wd), t(0)) if decoupled else (t(1), t(wd))
-    # 1 - beta is rounded once from double, as the NumPy path does (float32(1) - float32(0.999)
-    # differs from float32(0.001) by 1e-5 relative, which shows after a few steps)
-    _adam()(g, t(-1 if maximize else 1), decay, l2, t(1 - beta1), t(beta2), t(1 - beta2), t(step_size),
-            t(sqrt_bc2), t(eps), p, m, v)
-
-
-@functools.cache
-def _rmsprop():
-    return _cp().ElementwiseKernel(
-        "T g, T sgn, T lr, T wd, T alpha, T c, T eps", "T p, T s",
-        """
-        T d = sgn * g;
-        if (wd != T(0)) d += wd * p;
-        s = alpha * s + c * (d * d);
-        p -= lr * (d / (sqrt(s) + eps));
-        """,
-        "ember_rmsprop",
-    )
-
-
-def rmsprop_step(p, g, s, lr, alpha, eps, wd, maximize):
-    """One plain RMSprop update in place (no momentum, not centered).
-
-    NumPy equivalent: ``d = ±g + wd * p;  s = alpha * s + (1 - alpha) * d * d;  p -= lr * d / (sqrt(s) + eps)``.
-    """
-    t = p.dtype.type
-    _rmsprop()(g, t(-1 if maximize else 1), t(lr), t(wd), t(alpha), t(1 - alpha), t(eps), p, s)

@@ -217,3 +217,139 @@ def running_update(buf, value, momentum: float) -> None:
     """
     t = buf.dtype.type
     _running_update()(value.reshape(buf.shape), t(1 - momentum), t(momentum), buf)
+
+
+# ---- batch norm in training: three launches forward, three backward -------------------------------
+# The statistics of a batch norm need a pass over the whole batch before any output can be
+# written, so a training step's batch norm takes at least two passes each way. Here: the
+# per-channel sums (each of ~32k threads adds its share, in double, then adds that to the
+# channel's two totals atomically), then one elementwise pass that finishes the statistics
+# per thread and writes the output; its first C threads also save each channel's mean and
+# invstd for backward and move the running statistics. Sums of squares in double keep
+# var = E[x^2] - mean^2 exact to float32 precision unless |mean| / std > ~1e4.
+_STAT_SUMS = """
+    const int c = ia == 1 ? i % C : i / S;
+    const long long s = ia == 1 ? i / C : i % S;
+    double acc = 0, acc2 = 0;
+    for (long long j = s; j < n; j += S) {
+        const long long at = (j / ia) * C * ia + c * (long long)ia + j % ia;
+        const double v = a[at];
+        BODY
+    }
+    atomicAdd(&sums[c], acc);
+    atomicAdd(&sums[C + c], acc2);
+"""
+
+
+@functools.cache
+def _stat_sums(kind: str):
+    body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
+            # sum(g), sum(g * xhat), xhat recomputed from x (laid out like g: ib == ia here)
+            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * r[c];"
+            }[kind]
+    return _cp().ElementwiseKernel(
+        "raw T a, raw T b, raw T m, raw T r, int32 n, int32 C, int32 ia, int32 ib, int32 S", "raw float64 sums",
+        _STAT_SUMS.replace("BODY", body), f"ember_bn_sums_{kind}")
+
+
+def _sums(kind: str, lay, other=None, mean=None, invstd=None):
+    """(2, C) float64 totals over a (``_channel_layout``) per channel: sum(a) and sum(a^2) for
+    kind "x"; sum(a) and sum(a * xhat), xhat = (other - mean) * invstd, for kind "g"."""
+    cp = _cp()
+    flat, k, n, ia = lay
+    C = flat.size // n
+    S = max(1, min(n, 32768 // C))
+    sums = cp.zeros(2 * C, dtype=np.float64)
+    b, ib = (flat, ia) if other is None else other
+    m, r = (flat, flat) if mean is None else (mean, invstd)
+    _stat_sums(kind)(flat, b, m, r, n, C, ia, ib, S, sums, size=C * S)
+    return sums
+
+
+@functools.cache
+def _bn_forward():
+    return _cp().ElementwiseKernel(
+        "T x, raw float64 sums, raw T w, raw T b, int32 C, int32 inner, float64 inv_n, float64 eps, "
+        "int32 has_w, int32 has_b, int32 track, float64 momentum, float64 unbias",
+        "T y, raw T mean_out, raw T invstd_out, raw T run_mean, raw T run_var",
+        """
+        const int c = (i / inner) % C;
+        const double mean = sums[c] * inv_n;
+        const double invstd = rsqrt(max(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
+        y = T(((double)x - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
+        if (i < C) {  // channel i's statistics, saved and tracked once
+            const double m = sums[i] * inv_n;
+            const double var = max(sums[C + i] * inv_n - m * m, 0.0);
+            mean_out[i] = T(m);
+            invstd_out[i] = T(rsqrt(var + eps));
+            if (track) {
+                run_mean[i] = T((1 - momentum) * run_mean[i] + momentum * m);
+                run_var[i] = T((1 - momentum) * run_var[i] + momentum * var * unbias);
+            }
+        }
+        """,
+        "ember_bn_forward",
+    )
+
+
+def batch_norm_forward(x, lay, w, b, eps: float, running=None):
+    """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
+    launches: (y in x's memory order, mean (C,), invstd (C,)). ``running`` = (running_mean,
+    running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased).
+
+    NumPy equivalent (statistics over all axes but the channel's)::
+
+        mean = x.mean(axes);  var = x.var(axes);  invstd = 1 / sqrt(var + eps)
+        y = (x - mean) * invstd * w + b
+        running_mean = (1 - momentum) * running_mean + momentum * mean   (and var * unbias likewise)
+    """
+    cp = _cp()
+    flat, k, n, ia = lay
+    C = flat.size // n
+    sums = _sums("x", lay)
+    y = cp.empty_like(x)
+    mean, invstd = cp.empty(C, dtype=x.dtype), cp.empty(C, dtype=x.dtype)
+    rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
+    xo, yo = backend.memory_order(x, y)
+    _bn_forward()(xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, float(eps),
+                  int(w is not None), int(b is not None), int(running is not None), float(momentum), float(unbias),
+                  yo, mean, invstd, rm, rv)
+    return y, mean, invstd
+
+
+@functools.cache
+def _bn_backward():
+    return _cp().ElementwiseKernel(
+        "T g, T x, raw float64 sums, raw T mean, raw T invstd, raw T w, int32 C, int32 inner, float64 inv_m, "
+        "int32 has_w",
+        "T gx, raw T gw, raw T gb",
+        """
+        const int c = (i / inner) % C;
+        const T xhat = (x - mean[c]) * invstd[c];
+        const T scale = invstd[c] * (has_w ? w[c] : T(1));
+        gx = (g - T((sums[c] + (double)xhat * sums[C + c]) * inv_m)) * scale;
+        if (i < C) {
+            gw[i] = T(sums[C + i]);
+            gb[i] = T(sums[i]);
+        }
+        """,
+        "ember_bn_backward",
+    )
+
+
+def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
+    """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, in three
+    launches; x and g laid out per channel as lay and glay.
+
+    NumPy equivalent: ``xhat = (x - mean) * invstd;  gb = g.sum(axes);  gw = (g * xhat).sum(axes);
+    gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per channel.
+    """
+    cp = _cp()
+    C, n = mean.size, lay[2]
+    sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
+    gx = cp.empty_like(x)
+    gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)
+    xo, gxo, go = backend.memory_order(x, gx, g)
+    _bn_backward()(go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, int(w is not None),
+                   gxo, gw, gb)
+    return gx, gw, gb

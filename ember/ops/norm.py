@@ -100,18 +100,22 @@ class _ChannelRows:
 class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
-    def forward(self, x, *params, view: tuple, axes: tuple, eps: float, has_w: bool, has_b: bool, stats=None,
-                sink=None):
+    def forward(self, x, *params, view: tuple, axes: tuple, eps: float, has_w: bool, has_b: bool, pshape: tuple,
+                stats=None, sink=None, running=None):
         xp = xp_of(x)
         # Reshaping inside the op (not with recorded reshapes) keeps one graph node per
         # normalization; views keep x's memory order (channels-last from a convolution).
-        self.shape = x.shape
+        self.shape, self.param_shapes = x.shape, [p.shape for p in params]
         x = x.reshape(view)
+        params = [p.reshape(pshape) for p in params]
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
         self.count = int(np.prod([x.shape[a] for a in axes]))
-        self.pshape = (w if w is not None else b).shape if (has_w or has_b) else None
-        self.has_w, self.has_b, self.view = has_w, has_b, view
+        self.pshape = pshape if (has_w or has_b) else None
+        self.has_w, self.has_b, self.view, self.axes = has_w, has_b, view, axes
+        self.fused = self._fused_batch_norm(x, w, b, axes, eps, running) if stats is None and xp is not np else None
+        if self.fused is not None:  # GPU batch norm in training: three launches (cuda_norm.batch_norm_forward)
+            return self.fused.pop().reshape(self.shape)
         self.cr = _ChannelRows.of(x, axes) if xp is np else None
         if self.cr is not None:  # channels-last batch norm: the same math on long rows
             cr = self.cr
@@ -123,8 +127,7 @@ class Normalize(Function):
         if xp is not np and cuda_kernels.fits(x, *params):  # GPU: 2 reductions + 2 fused launches
             if stats is None:
                 mean, var = cuda_norm.mean_var(x, axes, self.count)
-                if sink is not None:
-                    sink["mean"], sink["var"] = mean, var
+                _keep_stats(mean, var, sink, running)
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_norm.normalize_forward(x, mean, var, eps, w, b)
@@ -143,8 +146,7 @@ class Normalize(Function):
             for_slices(lambda n: xp.subtract(x[n], _rows(centre, n), out=xc[n]), len(x), x.size)
             if stats is None:
                 var = self._total(_sum(xp, axes, xc, xc)) / x.dtype.type(self.count)
-                if sink is not None:
-                    sink["mean"], sink["var"] = mean, var
+                _keep_stats(mean, var, sink, running)
             invstd = (1 / xp.sqrt(var + x.dtype.type(eps))).astype(x.dtype)
             inv = self._tile(invstd)
             factor = (inv if w is None else inv * w) if self.const_w else inv
@@ -162,7 +164,46 @@ class Normalize(Function):
         self.batch_stats = stats is None
         return self._out(y)
 
+    def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running):
+        """On a GPU, for statistics per channel (one kept axis, w and b along it, float32/64 running
+        buffers like x): [x, its layout, mean, invstd, w, y] from cuda_norm.batch_norm_forward; else None."""
+        lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *(p for p in (w, b) if p is not None)) else None
+        C = x.shape[lay[1]] if lay is not None else 0
+        if lay is None or any(p.size != C or p.shape[lay[1]] != C for p in (w, b) if p is not None):
+            return None
+        rm, rv, momentum, unbias = running if running is not None else (None, None, 0.0, 1.0)
+        bufs = [t.data for t in (rm, rv) if t is not None]
+        if bufs and not all(a.dtype == x.dtype and a.flags.c_contiguous and a.size == C for a in bufs):
+            return None  # the generic path updates them
+        if bufs:
+            cp = xp_of(x)
+            rm_a, rv_a = (t.data if t is not None else cp.empty(C, x.dtype) for t in (rm, rv))
+            running = (rm_a, rv_a, momentum, unbias)
+        wf, bf = (p.reshape(-1) if p is not None else None for p in (w, b))
+        y, mean, invstd = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None)
+        for t in (rm, rv):
+            if t is not None:
+                t._vc[0] += 1
+        return [x, lay, mean, invstd, wf, y]
+
+    def _fused_backward(self, gy):
+        x, lay, mean, invstd, w = self.fused
+        g = gy.reshape(self.view)
+        glay = cuda_norm._channel_layout(g, self.axes)
+        if glay is None:  # neither memory order: one copy
+            g = xp_of(g).ascontiguousarray(g)
+            glay = cuda_norm._channel_layout(g, self.axes)
+        gx, gw, gb = cuda_norm.batch_norm_backward(g, x, lay, glay, mean, invstd, w)
+        grads = [gx.reshape(self.shape) if self.needs_input_grad[0] else None]
+        if self.has_w:
+            grads.append(gw.reshape(self.param_shapes[0]))
+        if self.has_b:
+            grads.append(gb.reshape(self.param_shapes[-1]))
+        return tuple(grads)
+
     def backward(self, gy):
+        if self.fused is not None:
+            return self._fused_backward(gy)
         xp = xp_of(gy)
         xc, xhat, w, axes, m, cr = self.xc, self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
         gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape((xc if xhat is None else xhat).shape)
@@ -203,10 +244,10 @@ class Normalize(Function):
                 gw = sum_to(t2, self.pshape)
             else:  # layer norm: xhat varies along the axes the sum runs over
                 gw = sum_to(_sum(xp, self._others(), gy, xc * inv if xhat is None else xhat), self.pshape)
-            grads.append(gw.astype(gy.dtype, copy=False))
+            grads.append(gw.astype(gy.dtype, copy=False).reshape(self.param_shapes[0]))
         if self.has_b:
             gb = sum_to(t1, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy), self.pshape)
-            grads.append(gb.astype(gy.dtype, copy=False))
+            grads.append(gb.astype(gy.dtype, copy=False).reshape(self.param_shapes[-1]))
         return tuple(grads)
 
     def _tile(self, v):
@@ -227,11 +268,25 @@ class Normalize(Function):
 
 
 def _normalize(x: Tensor, view: tuple, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None,
-               sink=None) -> Tensor:
-    """Normalize ``x`` seen as ``view``; the result has x's shape."""
-    params = [reshape(p, pshape) for p in (weight, bias) if p is not None]
+               sink=None, running=None) -> Tensor:
+    """Normalize ``x`` seen as ``view``, weight and bias seen as ``pshape``; the result has x's shape.
+    Batch statistics go into ``sink`` (a dict), and move ``running`` = (running_mean, running_var,
+    momentum, unbias) when given: the mean, and the variance times ``unbias``."""
+    params = [p for p in (weight, bias) if p is not None]
     return Normalize.apply(x, *params, view=view, axes=axes, eps=float(eps), has_w=weight is not None,
-                           has_b=bias is not None, stats=stats, sink=sink)
+                           has_b=bias is not None, pshape=pshape, stats=stats, sink=sink, running=running)
+
+
+def _keep_stats(mean, var, sink, running) -> None:
+    """Hand batch statistics to ``sink`` and move the ``running`` buffers (see ``_normalize``)."""
+    if sink is not None:
+        sink["mean"], sink["var"] = mean, var
+    if running is not None:
+        rm, rv, momentum, unbias = running
+        if rm is not None:
+            _update(rm, mean, momentum)
+        if rv is not None:
+            _update(rv, var * var.dtype.type(unbias), momentum)
 
 
 def _check_param(op: str, name: str, p, n: int) -> None:
@@ -272,12 +327,10 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if per_channel <= 1:
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input size {input.shape}")
-        sink: dict = {}
-        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, sink=sink)
-        if running_mean is not None:
-            _update(running_mean, sink["mean"], momentum)
-        if running_var is not None:
-            _update(running_var, sink["var"] * (per_channel / (per_channel - 1)), momentum)
+        running = None
+        if running_mean is not None or running_var is not None:
+            running = (running_mean, running_var, momentum, per_channel / (per_channel - 1))
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, running=running)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when training=False")

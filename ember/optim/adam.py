@@ -18,7 +18,7 @@ import math
 from typing import Any, Callable, Iterable
 
 from ember.backend import xp_of
-from ember.ops import cuda_kernels
+from ember.optim import cuda_step
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -55,6 +55,7 @@ class Adam(Optimizer):
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             wd, amsgrad, decoupled = group["weight_decay"], group["amsgrad"], group["decoupled_weight_decay"]
+            on_gpu = []  # CuPy parameters: all updated in one launch after the loop
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 if not state:
@@ -65,11 +66,8 @@ class Adam(Optimizer):
                         state["max_exp_avg_sq"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
                 t = state["step"]
-                if cuda_kernels.fits(x, g) and not amsgrad:  # GPU: the whole update in one fused launch
-                    cuda_kernels.adam_step(x, g, state["exp_avg"].data, state["exp_avg_sq"].data, lr, beta1, beta2,
-                                           eps, wd, decoupled, group["maximize"], lr / (1 - beta1**t),
-                                           math.sqrt(1 - beta2**t))
-                    p._vc[0] += 1
+                if self._fused(x, g) and not amsgrad:
+                    on_gpu.append((p, x, g, state))
                     continue
                 if group["maximize"]:
                     g = -g
@@ -97,6 +95,11 @@ class Adam(Optimizer):
                 tmp *= step_size
                 x -= tmp
                 p._vc[0] += 1  # a graph that saved p now refuses to backward through stale values
+            for batch in self._by_dtype(on_gpu):
+                st = [b[3] for b in batch]
+                cuda_step.adam_step([b[1] for b in batch], [b[2] for b in batch], [s["exp_avg"].data for s in st],
+                                    [s["exp_avg_sq"].data for s in st], [s["step"] for s in st], lr, beta1, beta2,
+                                    eps, wd, decoupled, group["maximize"])
         return loss
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from ember.autograd import enable_grad
 from ember.backend import to_device
 from ember.errors import ShapeError
+from ember.ops import cuda_kernels
 from ember.tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
@@ -113,6 +114,21 @@ class Optimizer:
             return None
         with enable_grad():
             return closure()
+
+    @staticmethod
+    def _fused(x, g) -> bool:
+        """Whether parameter x (with gradient g) is updated by ember/optim/cuda_step.py: CuPy float
+        arrays, x contiguous (the kernel writes it through its address)."""
+        return cuda_kernels.fits(x, g) and x.flags.c_contiguous
+
+    @staticmethod
+    def _by_dtype(items: list) -> list:
+        """``(p, x, g, state)`` items split by dtype (one multi-tensor launch each); bumps each p's version."""
+        batches: dict = {}
+        for item in items:
+            batches.setdefault(item[1].dtype, []).append(item)
+            item[0]._vc[0] += 1  # a graph that saved p now refuses to backward through stale values
+        return list(batches.values())
 
     def _grads(self, group: dict[str, Any]):
         """Yield ``(p, p.data, grad array, state)`` for parameters with a gradient.

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ember.backend import xp_of
-from ember.ops import cuda_kernels
+from ember.optim import cuda_step
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -51,6 +51,7 @@ class RMSprop(Optimizer):
         for group in self.param_groups:
             lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
             wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
+            on_gpu = []  # CuPy parameters: all updated in one launch after the loop
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 if not state:
@@ -61,9 +62,8 @@ class RMSprop(Optimizer):
                     if centered:
                         state["grad_avg"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
-                if cuda_kernels.fits(x, g) and momentum == 0 and not centered:  # GPU: one fused launch
-                    cuda_kernels.rmsprop_step(x, g, state["square_avg"].data, lr, alpha, eps, wd, group["maximize"])
-                    p._vc[0] += 1
+                if self._fused(x, g) and momentum == 0 and not centered:
+                    on_gpu.append((p, x, g, state))
                     continue
                 if group["maximize"]:
                     g = -g
@@ -93,4 +93,7 @@ class RMSprop(Optimizer):
                     tmp = b
                 x -= lr * tmp
                 p._vc[0] += 1  # a graph that saved p now refuses to backward through stale values
+            for batch in self._by_dtype(on_gpu):
+                cuda_step.rmsprop_step([b[1] for b in batch], [b[2] for b in batch],
+                                       [b[3]["square_avg"].data for b in batch], lr, alpha, eps, wd, group["maximize"])
         return loss

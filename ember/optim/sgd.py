@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from ember.backend import xp_of
-from ember.ops import cuda_kernels
+from ember.optim import cuda_step
 from ember.optim.optimizer import Optimizer
 from ember.tensor import Tensor
 
@@ -53,15 +53,10 @@ class SGD(Optimizer):
         for group in self.param_groups:
             lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
             wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
+            on_gpu = []  # CuPy parameters: all updated in one launch after the loop
             for p, x, g, state in self._grads(group):
-                if cuda_kernels.fits(x, g):  # GPU: the whole update in one fused launch
-                    buf = state.get("momentum_buffer") if momentum != 0 else None
-                    first = momentum != 0 and buf is None
-                    if first:
-                        buf = state["momentum_buffer"] = Tensor(xp_of(x).empty_like(x))
-                    cuda_kernels.sgd_step(x, g, lr, wd, maximize, momentum, dampening, nesterov,
-                                          None if buf is None else buf.data, first)
-                    p._vc[0] += 1
+                if self._fused(x, g):
+                    on_gpu.append((p, x, g, state))
                     continue
                 # Arithmetic on raw arrays records nothing in the graph (no_grad semantics);
                 # p.grad itself is never modified: the first rewrite of g makes a new array.
@@ -84,4 +79,14 @@ class SGD(Optimizer):
                     g = g + momentum * b if nesterov else b
                 x -= lr * g
                 p._vc[0] += 1  # a graph that saved p now refuses to backward through stale values
+            for batch in self._by_dtype(on_gpu):
+                bufs, first = None, [False] * len(batch)
+                if momentum != 0:
+                    first = [state.get("momentum_buffer") is None for _, _, _, state in batch]
+                    for (p, x, g, state), new in zip(batch, first):
+                        if new:
+                            state["momentum_buffer"] = Tensor(xp_of(x).empty_like(x))
+                    bufs = [state["momentum_buffer"].data for _, _, _, state in batch]
+                cuda_step.sgd_step([b[1] for b in batch], [b[2] for b in batch], bufs, first, lr, wd, maximize,
+                                   momentum, dampening, nesterov)
         return loss

@@ -1,0 +1,108 @@
+"""Matrix products of strided GPU views straight through cuBLAS: ``gemm(a, b, out)``.
+
+``cupy.matmul`` costs 28 us of host time for a small 2-D product and 42 us for a batched one
+(measured on an H200 host, bench/gpu_overhead.py), most of it in checks and set-up around a
+cuBLAS call that itself takes a few; a ResNet-20 training step makes ~60 such products. The
+convolutions' GPU route (ember/ops/cuda_conv.py) calls ``gemm`` instead, on views that need
+no copy: cuBLAS reads any matrix whose rows (or columns) are evenly spaced, given the
+spacing (the "leading dimension") and whether to read it transposed.
+
+cuBLAS is column-major. A row-major (r, c) matrix with row stride ld is, to cuBLAS, the
+column-major (c, r) matrix with leading dimension ld: its transpose. So the row-major product
+C = op(A) @ op(B) is computed as the column-major C^T = op(B)^T @ op(A)^T: the operands swap
+places, and each is read transposed exactly when it is stored transposed (a view such as
+``w.T``, whose unit stride runs down its columns).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ember import backend
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+# alpha and beta are read by cuBLAS from host memory (CuPy's handles use host pointer mode)
+_SCALARS = {(dt, v): np.array(v, dtype=dt) for dt in (_F32, _F64) for v in (0.0, 1.0)}
+
+
+def _layout(a, rows: int, cols: int):
+    """(transposed, leading dimension) of the last two axes of view a, a (rows, cols) matrix to
+    cuBLAS: (False, row stride) when its rows are contiguous runs, (True, column stride) when
+    its columns are; None when neither (then the caller copies or falls back)."""
+    item = a.itemsize
+    s_r, s_c = a.strides[-2], a.strides[-1]
+    if (s_c == item or cols == 1) and s_r % item == 0 and s_r // item >= max(1, cols):
+        return False, max(1, s_r // item) if rows > 1 else max(1, cols)
+    if (s_r == item or rows == 1) and s_c % item == 0 and s_c // item >= max(1, rows):
+        return True, max(1, s_c // item) if cols > 1 else max(1, rows)
+    return None
+
+
+def _batch_stride(a) -> int:
+    """Elements between consecutive matrices of a 3-D view (0 for a broadcast operand)."""
+    return 0 if a.shape[0] == 1 else a.strides[0] // a.itemsize
+
+
+def _blas():
+    """(CuPy's cuBLAS bindings, this device's handle). tests/cuda_emulator.py replaces it."""
+    try:
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:  # older CuPy
+        from cupy.cuda import cublas
+    return cublas, backend._cupy.cuda.Device().cublas_handle
+
+
+def _ptr(a) -> int:
+    """Device address of a's first element (a NumPy array's host address under the emulator)."""
+    return a.ctypes.data if isinstance(a, np.ndarray) else a.data.ptr
+
+
+def gemm(a, b, out, beta: float = 0.0):
+    """``out[...] = a @ b + beta * out`` for float32/float64 CuPy views, 2-D or 3-D (batched),
+    in one cuBLAS call and no copies. Operands may be strided views (transposed, sliced,
+    every other row) as long as each matrix has unit stride along its rows or its columns;
+    out must have unit stride along its rows. 3-D operands may broadcast a batch of 1.
+    Anything else goes through ``cupy.matmul``.
+
+    NumPy equivalent: ``out[...] = a @ b + beta * out``.
+    """
+    M, K = a.shape[-2:]
+    N = b.shape[-1]
+    if b.shape[-2] != K or out.shape[-2:] != (M, N) or a.ndim != b.ndim or a.ndim != out.ndim:
+        raise ValueError(f"gemm: shapes do not chain: a {a.shape} @ b {b.shape} -> out {out.shape}")
+    dt = out.dtype
+    la, lb, lo = _layout(a, M, K), _layout(b, K, N), _layout(out, M, N)
+    if (dt not in (_F32, _F64) or a.dtype != dt or b.dtype != dt or la is None or lb is None
+            or lo is None or lo[0] or a.ndim not in (2, 3) or min(M, N, K) == 0):
+        return _fallback(a, b, out, beta)
+    batch = out.shape[0] if out.ndim == 3 else 1
+    if out.ndim == 3 and (a.shape[0] not in (1, batch) or b.shape[0] not in (1, batch) or out.strides[0] == 0):
+        raise ValueError(f"gemm: batch sizes differ: a {a.shape}, b {b.shape}, out {out.shape}")
+    cublas, handle = _blas()
+    one, scale = _SCALARS[dt, 1.0], _SCALARS.get((dt, float(beta)))
+    if scale is None:
+        scale = np.array(beta, dtype=dt)
+    # column-major C^T (N, M) = op(B)^T (N, K) @ op(A)^T (K, M): B first, then A
+    tb, ta = (cublas.CUBLAS_OP_T if t else cublas.CUBLAS_OP_N for t in (lb[0], la[0]))
+    if out.ndim == 2:
+        f = cublas.sgemm if dt == _F32 else cublas.dgemm
+        f(handle, tb, ta, N, M, K, one.ctypes.data, _ptr(b), lb[1], _ptr(a), la[1],
+          scale.ctypes.data, _ptr(out), lo[1])
+    else:
+        f = cublas.sgemmStridedBatched if dt == _F32 else cublas.dgemmStridedBatched
+        f(handle, tb, ta, N, M, K, one.ctypes.data, _ptr(b), lb[1], _batch_stride(b), _ptr(a), la[1],
+          _batch_stride(a), scale.ctypes.data, _ptr(out), lo[1], out.strides[0] // out.itemsize, batch)
+    return out
+
+
+def _fallback(a, b, out, beta: float):
+    xp = backend.xp_of(out)
+    if beta == 0:
+        return xp.matmul(a, b, out=out) if out.flags.c_contiguous else _assign(out, xp.matmul(a, b))
+    out *= out.dtype.type(beta)
+    out += xp.matmul(a, b)
+    return out
+
+
+def _assign(out, value):
+    out[...] = value
+    return out

@@ -1,0 +1,265 @@
+"""GPU tests of the GPU routes: conv2d's (ember/ops/cuda_conv.py, ember/ops/cuda_gemm.py), batch
+norm's in training (cuda_norm.batch_norm_forward/backward) and the optimizers' multi-tensor
+updates (ember/optim/cuda_step.py).
+
+Each kernel wrapper against the NumPy its docstring names, and each route on the GPU against
+the CPU: conv2d in every geometry it handles (groups, strides, dilation, asymmetric padding,
+bias, both memory orders of the input and of the incoming gradient), batch norm with and
+without affine parameters and running statistics, optimizers over parameters of two dtypes
+whose gradients come and go. Marked ``gpu``: they skip without CuPy and a CUDA GPU
+(tests/cuda_emulator.py runs them on the CPU).
+"""
+import numpy as np
+import pytest
+
+import ember
+import ember.nn.functional as F
+from ember import backend
+from ember.backend import asnumpy, cupy_available
+from ember.ops import cuda_conv as CC
+from ember.ops import cuda_gemm
+from ember.ops import im2col as I
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
+
+RNG = np.random.default_rng(1)
+
+
+def _dev(a):
+    return backend._cupy.asarray(a)
+
+
+def _channels_last_dev(a):
+    """A NumPy (N, C, H, W) array on the GPU, lying channels-last in memory."""
+    return _dev(np.ascontiguousarray(a.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+
+
+# ---- gemm ------------------------------------------------------------------------------------------
+# (base shapes, views of them): a @ b -> out, each view applied alike to host and device arrays
+GEMMS = [
+    (((7, 5), (5, 3), (7, 3)), lambda a, b, o: (a, b, o)),                       # plain
+    (((5, 7), (3, 5), (7, 3)), lambda a, b, o: (a.T, b.T, o)),                   # both stored transposed
+    (((7, 4, 5), (5, 3), (7, 3)), lambda a, b, o: (a[:, 1], b, o)),              # rows spaced 4*5 apart
+    (((11, 2, 6), (2, 4, 6), (11, 2, 4)),                                        # conv forward
+     lambda a, b, o: (a.transpose(1, 0, 2), b.transpose(0, 2, 1), o.transpose(1, 0, 2))),
+    (((11, 2, 4), (11, 2, 6), (2, 4, 6)),                                        # conv weight gradient
+     lambda a, b, o: (a.transpose(1, 2, 0), b.transpose(1, 0, 2), o)),
+    (((1, 7, 5), (3, 5, 2), (3, 7, 2)), lambda a, b, o: (a, b, o)),              # a broadcast batch
+    (((1, 5), (5, 1), (1, 1)), lambda a, b, o: (a, b, o)),                       # a dot product
+]
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shapes,views", GEMMS)
+def test_gemm_matches_numpy_on_strided_views(shapes, views, dtype, beta, monkeypatch):
+    def no_fallback(*args):
+        raise AssertionError("gemm fell back to cupy.matmul on views cuBLAS can read")
+
+    monkeypatch.setattr(cuda_gemm, "_fallback", no_fallback)
+    host = [RNG.standard_normal(s).astype(dtype) for s in shapes]
+    a, b, out = views(*host)
+    want = a @ b + beta * out
+    dev = [_dev(h) for h in host]
+    cuda_gemm.gemm(*views(*dev), beta=beta)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(asnumpy(views(*dev)[2]), want, rtol=tol, atol=tol)
+
+
+def test_gemm_reads_transposed_and_sliced_views_without_copies(monkeypatch):
+    def no_fallback(*args):
+        raise AssertionError("fell back")
+
+    monkeypatch.setattr(cuda_gemm, "_fallback", no_fallback)
+    a, b = RNG.standard_normal((9, 4, 6)), RNG.standard_normal((3, 6))
+    da, db = _dev(a), _dev(b)
+    out = _dev(np.zeros((3, 9)))
+    cuda_gemm.gemm(db, da[:, 2].T, out)  # (3, 6) @ (6, 9): a column-strided, transposed operand
+    np.testing.assert_allclose(asnumpy(out), b @ a[:, 2].T, rtol=1e-12)
+    y = _dev(np.zeros((9, 2, 3)))
+    cuda_gemm.gemm(da[:, 2], db.T, y[:, 1])  # out rows spaced 6 apart
+    np.testing.assert_allclose(asnumpy(y[:, 1]), a[:, 2] @ b.T, rtol=1e-12)
+    assert not asnumpy(y[:, 0]).any()
+
+
+def test_gemm_falls_back_and_checks_shapes():
+    a, b = RNG.standard_normal((4, 5)), RNG.standard_normal((5, 3))
+    out = _dev(np.zeros((3, 4))).T  # out stored transposed: cuBLAS cannot write it; matmul can
+    cuda_gemm.gemm(_dev(a), _dev(b), out)
+    np.testing.assert_allclose(asnumpy(out), a @ b, rtol=1e-12)
+    with pytest.raises(ValueError, match="do not chain"):
+        cuda_gemm.gemm(_dev(a), _dev(a), _dev(np.zeros((4, 5))))
+
+
+# ---- lowering kernels ------------------------------------------------------------------------------
+GEOMETRIES = [  # H, W, kernel, stride, dilation, (t, b, l, r) padding, groups
+    (6, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (9, 8, (3, 2), (2, 3), (1, 1), (0, 1, 2, 0), 2),
+    (10, 10, (3, 3), (2, 2), (2, 1), (1, 1, 1, 1), 3),
+    (5, 5, (1, 1), (2, 2), (1, 1), (0, 0, 0, 0), 1),
+]
+
+
+def _rows_reference(x, g, pads, G):
+    """Rows (N*OH*OW, G, C/G*KH*KW) in (c, kh, kw) order, from F.unfold's columns."""
+    N, C = x.shape[:2]
+    cols = I.im2col(I.zero_pad(x, pads), g)  # (N, C*KH*KW, OH*OW), K in (c, kh, kw) order
+    return cols.transpose(0, 2, 1).reshape(N * g.OH * g.OW, G, -1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("H,W,k,s,d,pads,G", GEOMETRIES)
+def test_conv_rows_kernel_matches_numpy(H, W, k, s, d, pads, G, channels_last):
+    g = I.make_geometry(H, W, k, s, d, pads)
+    x = RNG.standard_normal((3, 6, H, W))
+    want = _rows_reference(x, g, pads, G)
+    xd = _channels_last_dev(x) if channels_last else _dev(x)
+    np.testing.assert_array_equal(asnumpy(CC.im2row(xd, g, G, pads)), want)
+    np.testing.assert_array_equal(asnumpy(CC.im2row(xd[1:], g, G, pads)), want[len(want) // 3:])
+    wide = np.concatenate([x, x[..., ::-1]], axis=3)
+    g2 = I.make_geometry(H, W, k, s, d, pads)
+    strided = _dev(wide)[:, :, :, ::2]  # (3, 6, H, W) in neither memory order: copied first
+    np.testing.assert_array_equal(asnumpy(CC.im2row(strided, g2, G, pads)),
+                                  _rows_reference(wide[:, :, :, ::2], g2, pads, G))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("H,W,k,s,d,pads,G", GEOMETRIES)
+def test_conv_row2im_kernel_is_the_adjoint_of_im2row(H, W, k, s, d, pads, G, channels_last):
+    g = I.make_geometry(H, W, k, s, d, pads)
+    N, C = 2, 6
+    rows = RNG.standard_normal((N * g.OH * g.OW, G, C // G * k[0] * k[1]))
+    # the adjoint by its definition: <im2row(x), rows> = <x, row2im(rows)> for every x, so
+    # row2im(rows) is the gradient of sum(im2row(x) * rows), by columns and col2im
+    cols = rows.reshape(N, g.OH * g.OW, C * k[0] * k[1]).transpose(0, 2, 1)
+    padded = np.zeros((N, C, H + pads[0] + pads[1], W + pads[2] + pads[3]))
+    full = I.col2im(np.ascontiguousarray(cols), g, padded)
+    want = full[:, :, pads[0]:pads[0] + H, pads[2]:pads[2] + W]
+    gx = (_channels_last_dev(np.zeros((N, C, H, W))) if channels_last else _dev(np.zeros((N, C, H, W))))
+    CC.row2im(_dev(rows), g, G, pads, gx)
+    assert backend.is_channels_last(gx) == channels_last or C == 1
+    np.testing.assert_allclose(asnumpy(gx), want, rtol=1e-12, atol=1e-12)
+
+
+# ---- conv2d on the GPU route vs the CPU ------------------------------------------------------------
+CONVS = [  # input shape, weight shape, stride, padding, dilation, groups, bias
+    ((4, 8, 9, 9), (16, 8, 3, 3), 1, 1, 1, 1, False),
+    ((3, 6, 10, 11), (9, 2, 3, 2), (2, 1), (1, 0), 1, 3, True),
+    ((2, 4, 12, 12), (4, 4, 3, 3), 2, 2, 2, 1, True),
+    ((2, 8, 7, 7), (8, 1, 3, 3), 1, 1, 1, 8, False),  # depthwise
+    ((5, 3, 8, 8), (6, 3, 1, 1), 2, 0, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("x_last,gy_last", [(False, False), (True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("xs,ws,stride,padding,dilation,groups,bias", CONVS)
+def test_conv2d_gpu_route_matches_cpu(xs, ws, stride, padding, dilation, groups, bias, x_last, gy_last):
+    x, w = RNG.standard_normal(xs), RNG.standard_normal(ws)
+    b = RNG.standard_normal(ws[0]) if bias else None
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+    cb = ember.tensor(b, requires_grad=True) if bias else None
+    y = F.conv2d(cx, cw, cb, **kw)
+    gy = RNG.standard_normal(y.shape)
+    y.backward(gradient=ember.tensor(gy))
+
+    gx_, gw_ = (_channels_last_dev(x) if x_last else _dev(x)), _dev(w)
+    dx, dw = ember.Tensor(gx_, requires_grad=True), ember.Tensor(gw_, requires_grad=True)
+    db = ember.Tensor(_dev(b), requires_grad=True) if bias else None
+    dy = F.conv2d(dx, dw, db, **kw)
+    assert backend.is_channels_last(dy.data) or dy.shape[1] == 1
+    dy.backward(gradient=ember.Tensor(_channels_last_dev(gy) if gy_last else _dev(gy)))
+    np.testing.assert_allclose(asnumpy(dy.data), y.data, rtol=1e-10, atol=1e-10)
+    assert backend.is_channels_last(dx.grad.data) == x_last or xs[1] == 1
+    for dev, cpu in ((dx, cx), (dw, cw)) + (((db, cb),) if bias else ()):
+        np.testing.assert_allclose(asnumpy(dev.grad.data), cpu.grad.data, rtol=1e-10, atol=1e-10)
+
+
+def test_conv2d_gpu_route_lowers_in_chunks(monkeypatch):
+    """A batch whose rows exceed the budget runs chunk by chunk, with the same results."""
+    x, w = RNG.standard_normal((5, 4, 6, 6)).astype(np.float32), RNG.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    gy = RNG.standard_normal((5, 8, 6, 6)).astype(np.float32)
+    results = []
+    for budget in (CC._BUDGET, 2 * 36 * 36):  # the second: two images per chunk
+        monkeypatch.setattr(CC, "_BUDGET", budget)
+        dx, dw = ember.Tensor(_dev(x), requires_grad=True), ember.Tensor(_dev(w), requires_grad=True)
+        y = F.conv2d(dx, dw, padding=1)
+        y.backward(gradient=ember.Tensor(_dev(gy)))
+        results.append([asnumpy(a) for a in (y.data, dx.grad.data, dw.grad.data)])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+# ---- batch norm in training ------------------------------------------------------------------------
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("affine,track", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_gpu_route_matches_cpu(affine, track, dtype, channels_last):
+    x = (RNG.standard_normal((6, 5, 4, 3)) * 3 + 2).astype(dtype)
+    gy = RNG.standard_normal(x.shape).astype(dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        bn = ember.nn.BatchNorm2d(5, affine=affine, track_running_stats=track, dtype=dtype)
+        if affine:
+            bn.weight.data[...] = np.linspace(0.5, 2, 5)
+            bn.bias.data[...] = np.linspace(-1, 1, 5)
+        bn.to(device)
+        xt = ember.Tensor(_channels_last_dev(x) if device == "cuda" and channels_last else
+                          (_dev(x) if device == "cuda" else x.copy()), requires_grad=True)
+        for _ in range(2):  # the running statistics move twice
+            y = bn(xt)
+        y.backward(gradient=ember.Tensor(_dev(gy) if device == "cuda" else gy))
+        got = [y.data, xt.grad.data] + ([bn.weight.grad.data, bn.bias.grad.data] if affine else [])
+        got += [bn.running_mean.data, bn.running_var.data] if track else []
+        if device == "cuda" and channels_last:
+            assert backend.is_channels_last(y.data) and backend.is_channels_last(xt.grad.data)
+        results.append([asnumpy(a) for a in got])
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+
+
+def test_batch_norm_forward_kernel_matches_numpy():
+    from ember.ops import cuda_norm as CN
+
+    x = RNG.standard_normal((4, 3, 5)) + 100.0  # a large mean: sums of squares in double stay exact
+    w, b = RNG.standard_normal(3), RNG.standard_normal(3)
+    rm, rv = RNG.standard_normal(3), RNG.random(3) + 0.5
+    running = (_dev(rm.copy()), _dev(rv.copy()), 0.1, 20 / 19)  # copies: the emulator's _dev aliases
+    xd = _dev(x)
+    y, mean, invstd = CN.batch_norm_forward(xd, CN._channel_layout(xd, (0, 2)), _dev(w), _dev(b), 1e-5, running)
+    m, v = x.mean((0, 2)), x.var((0, 2))
+    np.testing.assert_allclose(asnumpy(mean), m, rtol=1e-12)
+    np.testing.assert_allclose(asnumpy(invstd), 1 / np.sqrt(v + 1e-5), rtol=1e-8)
+    want = (x - m[:, None]) / np.sqrt(v[:, None] + 1e-5) * w[:, None] + b[:, None]
+    np.testing.assert_allclose(asnumpy(y), want, rtol=1e-8, atol=1e-8)
+    np.testing.assert_allclose(asnumpy(running[0]), 0.9 * rm + 0.1 * m, rtol=1e-12)
+    np.testing.assert_allclose(asnumpy(running[1]), 0.9 * rv + 0.1 * v * 20 / 19, rtol=1e-8)
+
+
+# ---- multi-tensor optimizer updates ----------------------------------------------------------------
+@pytest.mark.parametrize("make", [
+    lambda ps: ember.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=1e-3),
+    lambda ps: ember.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True),
+    lambda ps: ember.optim.Adam(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: ember.optim.RMSprop(ps, lr=0.01),
+], ids=["momentum", "nesterov", "adam", "rmsprop"])
+def test_multi_tensor_updates_with_two_dtypes_and_gradients_that_come_and_go(make):
+    """Per-tensor state (a first momentum step, Adam's step counts) in one launch per dtype."""
+    rng = np.random.default_rng(5)
+    shapes = [((3, 4), np.float64), ((5,), np.float32), ((2, 2, 2), np.float64), ((7,), np.float32)]
+    init = [rng.standard_normal(s).astype(dt) for s, dt in shapes]
+    grads = [[rng.standard_normal(s).astype(dt) for s, dt in shapes] for _ in range(4)]
+    have = [[True, True, False, True], [True, False, True, True], [True, True, True, False], [True] * 4]
+    results = []
+    for device in ("cpu", "cuda"):
+        params = [ember.tensor(a, device=device, requires_grad=True) for a in init]
+        opt = make(params)
+        for gs, hs in zip(grads, have):
+            for p, g, h in zip(params, gs, hs):
+                p.grad = ember.tensor(g, device=device) if h else None
+            opt.step()
+        results.append([asnumpy(p.data) for p in params])
+    for (a, b), (_, dt) in zip(zip(*results), shapes):
+        tol = 1e-12 if dt == np.float64 else 1e-6
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
