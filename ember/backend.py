@@ -137,6 +137,18 @@ def is_channels_last(x) -> bool:
     return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
+def _memory_perm(a) -> tuple | None:
+    """The axis order that lists a's axes from largest stride to smallest (how a lies in memory),
+    or None when a is C-contiguous. The common case, a channels-last (N, C, H, W), is spelled
+    out: sorting costs the host a few microseconds, and GPU code asks this of most arrays."""
+    if a.ndim < 2 or a.flags.c_contiguous:
+        return None
+    st = a.strides
+    if a.ndim == 4 and st[1] < st[3] <= st[2] <= st[0]:
+        return (0, 2, 3, 1)
+    return tuple(sorted(range(a.ndim), key=lambda i: -st[i]))
+
+
 def memory_order(a, *others) -> tuple:
     """a and ``others`` with their axes permuted so that a is C-contiguous where a permutation
     makes it so (a channels-last (N, C, H, W) becomes (N, H, W, C)); others of a's rank take the
@@ -146,10 +158,23 @@ def memory_order(a, *others) -> tuple:
     them are C-contiguous, when a kernel runs along one flat index: batch norm's and ReLU's fused
     kernels ran ~3x slower on channels-last arrays (measured on an H200) until given them this way.
     """
-    if a.ndim < 2 or a.flags.c_contiguous:
+    perm = _memory_perm(a)
+    if perm is None:
         return (a, *others)
-    perm = tuple(sorted(range(a.ndim), key=lambda i: -a.strides[i]))  # largest stride first
     return tuple(t.transpose(perm) if getattr(t, "ndim", 0) == a.ndim else t for t in (a, *others))
+
+
+def empty_as(a, dtype=None):
+    """An uninitialized array of a's shape lying in memory in a's order (densely), like
+    ``empty_like`` with order "K" but cheaper on the host (CuPy's takes ~8 us, measured on an
+    H200 host; a GPU training step makes a hundred of them)."""
+    xp = xp_of(a)
+    dtype = a.dtype if dtype is None else dtype
+    perm = _memory_perm(a)
+    if perm is None:
+        return xp.empty(a.shape, dtype=dtype)
+    inverse = tuple(sorted(range(a.ndim), key=lambda i: perm[i]))
+    return xp.empty(tuple(a.shape[i] for i in perm), dtype=dtype).transpose(inverse)
 
 
 def add_keep_channels_last(a, b):
@@ -162,7 +187,7 @@ def add_keep_channels_last(a, b):
     if a.shape != b.shape or a.ndim == 0:
         return a + b
     xp = xp_of(a)
-    out = xp.empty_like(b if a.ndim == 4 and is_channels_last(b) and not is_channels_last(a) else a)
+    out = empty_as(b if a.ndim == 4 and is_channels_last(b) and not is_channels_last(a) else a)
     if xp is np:  # runs of images on the threads next to shared convolutions (ember.parallel)
         for_slices(lambda n: np.add(a[n], b[n], out=out[n]), len(a), a.size)
         return out

@@ -263,3 +263,39 @@ def test_multi_tensor_updates_with_two_dtypes_and_gradients_that_come_and_go(mak
     for (a, b), (_, dt) in zip(zip(*results), shapes):
         tol = 1e-12 if dt == np.float64 else 1e-6
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+
+
+# ---- cross entropy ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted,eps,ignore", [(False, 0.0, -100), (True, 0.0, 2), (True, 0.2, -100),
+                                                 (False, 0.1, 1)])
+def test_cross_entropy_gpu_route_matches_cpu(weighted, eps, ignore, reduction, monkeypatch):
+    from ember.ops import cuda_loss
+
+    calls = []
+    real = cuda_loss.forward
+    monkeypatch.setattr(cuda_loss, "forward", lambda *a: calls.append(1) or real(*a))
+    x = RNG.standard_normal((9, 5)) * 3
+    x[0, 2] = 40.0  # a large logit: the softmax stays exact
+    y = np.array([0, 1, 2, 3, 4, 2, 1, 0, 2])
+    w = np.linspace(0.5, 1.5, 5)
+    gy = RNG.standard_normal(9) if reduction == "none" else np.array(1.7)
+    results = []
+    for device in ("cpu", "cuda"):
+        move = _dev if device == "cuda" else (lambda a: a)
+        xt = ember.Tensor(move(x), requires_grad=True)
+        loss = F.cross_entropy(xt, ember.Tensor(move(y)), weight=ember.Tensor(move(w)) if weighted else None,
+                               ignore_index=ignore, label_smoothing=eps, reduction=reduction)
+        loss.backward(gradient=ember.Tensor(move(gy)))
+        results.append([asnumpy(loss.data), asnumpy(xt.grad.data)])
+    assert calls, "the GPU route was not taken"
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_cross_entropy_gpu_route_names_a_bad_label():
+    x = ember.Tensor(_dev(RNG.standard_normal((4, 3)).astype(np.float32)), requires_grad=True)
+    with pytest.raises(IndexError, match=r"target value 7 at index \(2,\) is out of range for 3 classes"):
+        F.cross_entropy(x, ember.Tensor(_dev(np.array([0, 1, 7, -1]))))
+    all_ignored = F.cross_entropy(x, ember.Tensor(_dev(np.array([-100] * 4))))  # 0 / 0, as in PyTorch
+    assert np.isnan(float(asnumpy(all_ignored.data)))

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, memory_order, xp_of
+from ember.backend import check_same_device, empty_as, memory_order, xp_of
 from ember.errors import DTypeError, ShapeError
 from ember.ops import cuda_kernels
 from ember.parallel import for_slices
@@ -106,7 +106,7 @@ class Relu(Function):
         # The gradient takes x's memory order (the mask's), so a channels-last network's
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
         xp = xp_of(gy)
-        gx = xp.empty_like(self.mask, dtype=gy.dtype)
+        gx = empty_as(self.mask, gy.dtype)
         if gy.ndim == 0:
             return xp.multiply(gy, self.mask, out=gx)
         if xp is not np:  # GPU: one flat kernel when gy lies in the mask's memory order

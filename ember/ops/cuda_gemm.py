@@ -20,8 +20,11 @@ import numpy as np
 from ember import backend
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
-# alpha and beta are read by cuBLAS from host memory (CuPy's handles use host pointer mode)
+# alpha and beta are read by cuBLAS from host memory (CuPy's handles use host pointer mode): the
+# arrays are kept here and their addresses looked up once (a NumPy .ctypes lookup costs ~2 us)
 _SCALARS = {(dt, v): np.array(v, dtype=dt) for dt in (_F32, _F64) for v in (0.0, 1.0)}
+_ADDRESS = {key: a.ctypes.data for key, a in _SCALARS.items()}
+_CUBLAS = []  # CuPy's cuBLAS bindings, imported on first use
 
 
 def _layout(a, rows: int, cols: int):
@@ -44,11 +47,15 @@ def _batch_stride(a) -> int:
 
 def _blas():
     """(CuPy's cuBLAS bindings, this device's handle). tests/cuda_emulator.py replaces it."""
-    try:
-        from cupy_backends.cuda.libs import cublas
-    except ImportError:  # older CuPy
-        from cupy.cuda import cublas
-    return cublas, backend._cupy.cuda.Device().cublas_handle
+    if not _CUBLAS:
+        try:
+            from cupy_backends.cuda.libs import cublas
+        except ImportError:  # older CuPy
+            from cupy.cuda import cublas
+        _CUBLAS.append(cublas)
+    device = backend._cupy.cuda.device
+    handle = device.get_cublas_handle() if hasattr(device, "get_cublas_handle") else device.Device().cublas_handle
+    return _CUBLAS[0], handle
 
 
 def _ptr(a) -> int:
@@ -78,19 +85,19 @@ def gemm(a, b, out, beta: float = 0.0):
     if out.ndim == 3 and (a.shape[0] not in (1, batch) or b.shape[0] not in (1, batch) or out.strides[0] == 0):
         raise ValueError(f"gemm: batch sizes differ: a {a.shape}, b {b.shape}, out {out.shape}")
     cublas, handle = _blas()
-    one, scale = _SCALARS[dt, 1.0], _SCALARS.get((dt, float(beta)))
+    one, scale = _ADDRESS[dt, 1.0], _ADDRESS.get((dt, float(beta)))
     if scale is None:
-        scale = np.array(beta, dtype=dt)
+        keep = np.array(beta, dtype=dt)
+        scale = keep.ctypes.data
     # column-major C^T (N, M) = op(B)^T (N, K) @ op(A)^T (K, M): B first, then A
     tb, ta = (cublas.CUBLAS_OP_T if t else cublas.CUBLAS_OP_N for t in (lb[0], la[0]))
-    if out.ndim == 2:
+    if batch == 1:  # one product: plain GEMM (a batched call costs the host more), batch 0's addresses
         f = cublas.sgemm if dt == _F32 else cublas.dgemm
-        f(handle, tb, ta, N, M, K, one.ctypes.data, _ptr(b), lb[1], _ptr(a), la[1],
-          scale.ctypes.data, _ptr(out), lo[1])
+        f(handle, tb, ta, N, M, K, one, _ptr(b), lb[1], _ptr(a), la[1], scale, _ptr(out), lo[1])
     else:
         f = cublas.sgemmStridedBatched if dt == _F32 else cublas.dgemmStridedBatched
-        f(handle, tb, ta, N, M, K, one.ctypes.data, _ptr(b), lb[1], _batch_stride(b), _ptr(a), la[1],
-          _batch_stride(a), scale.ctypes.data, _ptr(out), lo[1], out.strides[0] // out.itemsize, batch)
+        f(handle, tb, ta, N, M, K, one, _ptr(b), lb[1], _batch_stride(b), _ptr(a), la[1],
+          _batch_stride(a), scale, _ptr(out), lo[1], out.strides[0] // out.itemsize, batch)
     return out
 
 

@@ -293,7 +293,7 @@ def _relu_fwd():
 def relu_forward(x):
     """``(maximum(x, 0), x > 0)`` in one launch."""
     cp = _cp()
-    y = cp.empty_like(x)  # in x's memory order
-    mask = cp.empty_like(x, dtype=np.bool_)
+    y = backend.empty_as(x)  # in x's memory order
+    mask = backend.empty_as(x, np.bool_)
     _relu_fwd()(*backend.memory_order(x, y, mask))
     return y, mask

@@ -177,8 +177,8 @@ def normalize_forward(x, mean, var, eps: float, w=None, b=None):
     cp = _cp()
     t = x.dtype.type
     invstd = _invstd()(var, t(eps))
-    xhat = cp.empty_like(x)  # in x's memory order: a channels-last network stays channels-last
-    y = cp.empty_like(x)
+    xhat = backend.empty_as(x)  # in x's memory order: a channels-last network stays channels-last
+    y = backend.empty_as(x)
     _norm_fwd()(*backend.memory_order(x, mean, invstd, t(1) if w is None else w, t(0) if b is None else b, xhat, y))
     return invstd, xhat, y
 
@@ -307,7 +307,7 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None):
     flat, k, n, ia = lay
     C = flat.size // n
     sums = _sums("x", lay)
-    y = cp.empty_like(x)
+    y = backend.empty_as(x)
     mean, invstd = cp.empty(C, dtype=x.dtype), cp.empty(C, dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
     xo, yo = backend.memory_order(x, y)
@@ -347,7 +347,7 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     cp = _cp()
     C, n = mean.size, lay[2]
     sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
-    gx = cp.empty_like(x)
+    gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)
     xo, gxo, go = backend.memory_order(x, gx, g)
     _bn_backward()(go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, int(w is not None),

@@ -11,6 +11,7 @@ import numpy as np
 from ember.autograd import Function
 from ember.backend import asnumpy, check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
+from ember.ops import cuda_loss
 from ember.ops.activation import _sigmoid, _softplus0
 from ember.ops.elementwise import abs as _abs
 from ember.ops.elementwise import exp, log, where
@@ -108,8 +109,9 @@ def _class_weight(op: str, weight, input: Tensor):
     return w.astype(input.dtype, copy=False)
 
 
-def _check_labels(op: str, input: Tensor, target: Tensor, ignore_index: int) -> None:
-    """Class-index targets: integer dtype, input's shape without the class dim, values in [0, C)."""
+def _check_labels(op: str, input: Tensor, target: Tensor, ignore_index: int, values: bool = True) -> None:
+    """Class-index targets: integer dtype, input's shape without the class dim, values in [0, C)
+    (unless ``values`` is False: then the caller checks them, as cross entropy's GPU kernel does)."""
     if target.dtype.kind not in "iu":
         raise DTypeError(f"{op}: target must hold integer class indices, got dtype {target.dtype}")
     want = () if input.ndim == 1 else (input.shape[0],) + input.shape[2:]
@@ -118,8 +120,12 @@ def _check_labels(op: str, input: Tensor, target: Tensor, ignore_index: int) -> 
             f"{op}: target has shape {target.shape} but input {input.shape} needs class indices of shape {want}"
         )
     check_same_device(op, input.data, target.data)
-    C = input.shape[0] if input.ndim == 1 else input.shape[1]
-    t = target.data
+    if values:
+        _check_label_values(op, input.shape[0] if input.ndim == 1 else input.shape[1], target.data, ignore_index)
+
+
+def _check_label_values(op: str, C: int, t, ignore_index: int) -> None:
+    """Raise IndexError, naming the first bad label and its index, unless all labels are in [0, C)."""
     bad = ((t < 0) | (t >= C)) & (t != ignore_index)
     if bad.any():
         where_bad = np.argwhere(asnumpy(bad))
@@ -177,6 +183,14 @@ class CrossEntropy(_ClassIndexLoss):
     """log_softmax + nll in one node; d loss / d x = a * softmax(x) - (1 - eps) w[y] onehot - (eps / C) w."""
 
     def forward(self, x, target, weight, ignore_index, eps, reduction):
+        self.fused = None
+        if cuda_loss.applies(x, target, weight):  # GPU: two launches (ember/ops/cuda_loss.py)
+            out = cuda_loss.forward(x, target, weight, ignore_index, eps, reduction)
+            if out is None:
+                _check_label_values("cross_entropy", x.shape[1], target, ignore_index)  # raises
+            loss, p, wt, acc = out
+            self.fused = (p, target, wt, weight, acc, ignore_index, eps, reduction)
+            return loss
         xp = xp_of(x)
         self._setup(x, target, weight, ignore_index, eps)
         z = x - x.max(axis=1, keepdims=True)  # <= 0: exp never overflows; logits like 1e8 stay exact
@@ -194,6 +208,9 @@ class CrossEntropy(_ClassIndexLoss):
         return self._finish(loss.astype(x.dtype, copy=False), reduction)
 
     def backward(self, gy):
+        if self.fused is not None:
+            p, target, wt, weight, acc, ignore_index, eps, reduction = self.fused
+            return cuda_loss.backward(gy, p, target, wt, weight, acc, ignore_index, eps, reduction)
         eps, C = self.eps, self.C
         scale = self._scale(gy)
         hot = (1 - eps) * self.wt * scale  # weight of the one-hot term per element
@@ -251,8 +268,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, i
     w = _class_weight(op, weight, input)
     if target.dtype.kind == "f":
         return _soft_cross_entropy(input, target, w, reduction, label_smoothing)
-    _check_labels(op, input, target, ignore_index)
     x, t = _batched(input, target)
+    # the GPU route checks label values in its kernel (one read back instead of a handful of launches)
+    _check_labels(op, input, target, ignore_index, values=not cuda_loss.applies(x.data, t.data, w))
     out = CrossEntropy.apply(x, weight=w, target=t.data, ignore_index=ignore_index, eps=float(label_smoothing),
                              reduction=reduction)
     return out.reshape(()) if input.ndim == 1 and reduction == "none" else out
