@@ -124,6 +124,57 @@ def ember_rows(sync) -> list:
     return out
 
 
+def conv_rows(sync) -> list:
+    """The pieces of a small convolution's GPU route, each alone, and a cProfile of forward + backward."""
+    import cProfile
+    import io
+    import pstats
+
+    import cupy as cp
+
+    import ember
+    from ember.ops import cuda_conv as CC
+    from ember.ops.cuda_gemm import gemm
+    from ember.ops.im2col import make_geometry
+
+    x = cp.ones((2, 16, 8, 8), dtype=cp.float32)
+    w = cp.ones((16, 16, 3, 3), dtype=cp.float32)
+    gy = cp.ones((2, 8, 8, 16), dtype=cp.float32).transpose(0, 3, 1, 2)  # channels-last, as between layers
+    g, pads = make_geometry(8, 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), (1, 1, 1, 1)
+    rows = CC.im2row(x, g, 1, pads)
+    gw = cp.empty_like(w)
+    out = [
+        ("conv piece: im2row", per_call_us(lambda: CC.im2row(x, g, 1, pads), sync)),
+        ("conv piece: gemm (weight-grad shapes)",
+         per_call_us(lambda: gemm(gy.transpose(0, 2, 3, 1).reshape(1, -1, 16).transpose(0, 2, 1),
+                                  rows.transpose(1, 0, 2), gw.reshape(1, 16, -1)), sync)),
+        ("conv piece: cuda_conv.forward", per_call_us(lambda: CC.forward(x, w, None, g, 1, pads), sync)),
+        ("conv piece: cuda_conv.weight_grad", per_call_us(lambda: CC.weight_grad(x, gy, g, 1, pads, w.shape), sync)),
+        ("conv piece: cuda_conv.data_grad", per_call_us(lambda: CC.data_grad(gy, w, g, 1, pads, x.shape, True), sync)),
+    ]
+    xt = ember.Tensor(x, requires_grad=True)
+    wt = ember.Tensor(w, requires_grad=True)
+    gyt = ember.Tensor(gy)
+
+    def fwd_bwd():
+        xt.grad = wt.grad = None
+        ember.nn.functional.conv2d(xt, wt, padding=1).backward(gradient=gyt)
+
+    out.append(("conv: F.conv2d forward + backward, gy given", per_call_us(fwd_bwd, sync)))
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(200):
+        fwd_bwd()
+    sync()
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(30)
+    if os.environ.get("OUT"):
+        with open(os.path.join(os.environ["OUT"], "conv_profile.txt"), "w") as f:
+            f.write(text.getvalue())
+    return out
+
+
 def step_rows(esync, tsync) -> list:
     from gpu_check import build_pair, step_fns
 
@@ -152,7 +203,7 @@ def main() -> None:
 
     sync = cp.cuda.Device().synchronize
     rows = []
-    parts = [lambda: cupy_rows(sync), lambda: ember_rows(sync)]
+    parts = [lambda: cupy_rows(sync), lambda: ember_rows(sync), lambda: conv_rows(sync)]
     try:
         import torch
         parts.append(lambda: step_rows(sync, torch.cuda.synchronize))

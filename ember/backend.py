@@ -109,6 +109,9 @@ def check_same_device(op: str, *arrays) -> None:
     """Raise DeviceError naming ``op`` when the arrays live on different devices."""
     if _cupy is None:  # without CuPy everything is on the CPU
         return
+    # fast path (every GPU op passes here): the GPU index of each array, -1 for the CPU
+    if len({getattr(a.data, "device_id", 0) if isinstance(a, _cupy.ndarray) else -1 for a in arrays}) <= 1:
+        return
     devices = {device_of(a) for a in arrays}
     if len(devices) > 1:
         names = " and ".join(sorted(str(d) for d in devices))

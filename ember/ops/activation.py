@@ -106,6 +106,8 @@ class Relu(Function):
         # The gradient takes x's memory order (the mask's), so a channels-last network's
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
         xp = xp_of(gy)
+        if cuda_kernels.fits(gy) and gy.shape == self.mask.shape:  # GPU: one launch
+            return cuda_kernels.relu_backward(gy, self.mask)
         gx = empty_as(self.mask, gy.dtype)
         if gy.ndim == 0:
             return xp.multiply(gy, self.mask, out=gx)

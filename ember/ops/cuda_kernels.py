@@ -12,6 +12,7 @@ maxpool2d_backward         KH*KW masked slice-writes               one atomic sc
 col2im / row2im            KH*KW strided slice-adds                one gather launch, no atomics
 im2row                     padded copy + windows' copy             one gather launch, no padding
 relu_forward               ``x > 0`` and ``maximum``               one launch, both outputs
+relu_backward              ``gy * mask``                           one launch, no type resolution
 =========================  ======================================  ===========================
 
 Batch, instance and group norm have theirs in ember/ops/cuda_norm.py, conv2d its GEMM route in
@@ -297,3 +298,17 @@ def relu_forward(x):
     mask = backend.empty_as(x, np.bool_)
     _relu_fwd()(*backend.memory_order(x, y, mask))
     return y, mask
+
+
+@functools.cache
+def _relu_bwd():
+    return _cp().ElementwiseKernel("T g, bool mask", "T gx", "gx = g * T(mask);", "ember_relu_bwd")
+
+
+def relu_backward(gy, mask):
+    """``gy * mask`` in the mask's memory order, one launch (CuPy's multiply of a float and a bool
+    array costs more host time in type resolution)."""
+    gx = backend.empty_as(mask, gy.dtype)
+    o, g, m = backend.memory_order(gx, gy, mask)
+    _relu_bwd()(g, m, o)
+    return gx

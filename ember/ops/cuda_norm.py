@@ -16,6 +16,7 @@ equivalent, and tests/test_gpu.py checks each against it.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -65,8 +66,8 @@ def _channel_layout(x, axes: tuple):
     k = kept[0]
     C = x.shape[k]
     if x.flags.c_contiguous:
-        return x.ravel(), k, x.size // C, int(np.prod(x.shape[k + 1:]))
-    last = _cp().moveaxis(x, k, -1)
+        return x.ravel(), k, x.size // C, math.prod(x.shape[k + 1:])
+    last = x.transpose([i for i in range(x.ndim) if i != k] + [k])  # the channel axis last
     if last.flags.c_contiguous:
         return last.ravel(), k, x.size // C, 1
     return None
@@ -308,7 +309,7 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None):
     C = flat.size // n
     sums = _sums("x", lay)
     y = backend.empty_as(x)
-    mean, invstd = cp.empty(C, dtype=x.dtype), cp.empty(C, dtype=x.dtype)
+    mean, invstd = cp.empty((2, C), dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
     xo, yo = backend.memory_order(x, y)
     _bn_forward()(xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, float(eps),
@@ -348,7 +349,7 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     C, n = mean.size, lay[2]
     sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
     gx = backend.empty_as(x)
-    gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)
+    gw, gb = cp.empty((2, C), dtype=g.dtype)
     xo, gxo, go = backend.memory_order(x, gx, g)
     _bn_backward()(go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, int(w is not None),
                    gxo, gw, gb)

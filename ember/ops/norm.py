@@ -110,7 +110,7 @@ class Normalize(Function):
         params = [p.reshape(pshape) for p in params]
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
-        self.count = int(np.prod([x.shape[a] for a in axes]))
+        self.count = math.prod([x.shape[a] for a in axes])
         self.pshape = pshape if (has_w or has_b) else None
         self.has_w, self.has_b, self.view, self.axes = has_w, has_b, view, axes
         self.fused = self._fused_batch_norm(x, w, b, axes, eps, running) if stats is None and xp is not np else None
@@ -321,7 +321,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     n, c = input.shape[:2]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_param(op, name, t, c)
-    view = (n, c, int(np.prod(input.shape[2:])))
+    view = (n, c, math.prod(input.shape[2:]))
     per_channel = n * view[2]
     if training:
         if per_channel <= 1:
@@ -353,7 +353,7 @@ def instance_norm(input: Tensor, running_mean: Tensor | None = None, running_var
     n, c = input.shape[:2]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_param(op, name, t, c)
-    size = int(np.prod(input.shape[2:]))
+    size = math.prod(input.shape[2:])
     view = (n, c, size)
     if use_input_stats:
         if size <= 1:
@@ -398,7 +398,7 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
         raise ShapeError(f"group_norm: channels {c} must be divisible by num_groups {num_groups}")
     for name, t in (("weight", weight), ("bias", bias)):
         _check_param("group_norm", name, t, c)
-    view = (n, g, c // g, int(np.prod(input.shape[2:])))
+    view = (n, g, c // g, math.prod(input.shape[2:]))
     return _normalize(input, view, weight, bias, (1, g, c // g, 1), (2, 3), eps)
 
 
