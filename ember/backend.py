@@ -140,16 +140,20 @@ def is_channels_last(x) -> bool:
     return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def _memory_perm(a) -> tuple | None:
-    """The axis order that lists a's axes from largest stride to smallest (how a lies in memory),
-    or None when a is C-contiguous. The common case, a channels-last (N, C, H, W), is spelled
-    out: sorting costs the host a few microseconds, and GPU code asks this of most arrays."""
+def _memory_perm(a):
+    """(perm, inverse): the axis order that lists a's axes from largest stride to smallest (how a
+    lies in memory) and its inverse permutation, or None when a is C-contiguous. The common
+    cases, channels-last (N, C, H, W) and (N, C, L), are spelled out: sorting costs the host a
+    few microseconds, and GPU code asks this of most arrays."""
     if a.ndim < 2 or a.flags.c_contiguous:
         return None
     st = a.strides
     if a.ndim == 4 and st[1] < st[3] <= st[2] <= st[0]:
-        return (0, 2, 3, 1)
-    return tuple(sorted(range(a.ndim), key=lambda i: -st[i]))
+        return (0, 2, 3, 1), (0, 3, 1, 2)
+    if a.ndim == 3 and st[1] < st[2] <= st[0]:
+        return (0, 2, 1), (0, 2, 1)
+    perm = tuple(sorted(range(a.ndim), key=lambda i: -st[i]))
+    return perm, tuple(sorted(range(a.ndim), key=lambda i: perm[i]))
 
 
 def memory_order(a, *others) -> tuple:
@@ -161,9 +165,10 @@ def memory_order(a, *others) -> tuple:
     them are C-contiguous, when a kernel runs along one flat index: batch norm's and ReLU's fused
     kernels ran ~3x slower on channels-last arrays (measured on an H200) until given them this way.
     """
-    perm = _memory_perm(a)
-    if perm is None:
+    order = _memory_perm(a)
+    if order is None:
         return (a, *others)
+    perm = order[0]
     return tuple(t.transpose(perm) if getattr(t, "ndim", 0) == a.ndim else t for t in (a, *others))
 
 
@@ -173,11 +178,11 @@ def empty_as(a, dtype=None):
     H200 host; a GPU training step makes a hundred of them)."""
     xp = xp_of(a)
     dtype = a.dtype if dtype is None else dtype
-    perm = _memory_perm(a)
-    if perm is None:
+    order = _memory_perm(a)
+    if order is None:
         return xp.empty(a.shape, dtype=dtype)
-    inverse = tuple(sorted(range(a.ndim), key=lambda i: perm[i]))
-    return xp.empty(tuple(a.shape[i] for i in perm), dtype=dtype).transpose(inverse)
+    perm, inverse = order
+    return xp.empty(tuple([a.shape[i] for i in perm]), dtype=dtype).transpose(inverse)
 
 
 def add_keep_channels_last(a, b):

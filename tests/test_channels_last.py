@@ -95,3 +95,22 @@ def test_memory_order_views_arrays_in_the_first_ones_memory_order():
     assert sv.shape == (1, 1, 1, 3) and np.array_equal(xv + sv, (x + stat).transpose(0, 2, 3, 1))
     c = np.zeros((2, 3, 4, 5))
     assert memory_order(c, stat)[0] is c and memory_order(c, stat)[1] is stat  # already in order: as given
+
+
+@pytest.mark.parametrize("shape,perm", [
+    ((2, 3, 4, 5), (0, 2, 3, 1)), ((2, 3, 4), (0, 2, 1)), ((2, 3, 4, 5), None), ((4, 5), (1, 0)),
+    ((2, 1, 4, 5), (0, 2, 3, 1)), ((2, 3, 4, 1), (0, 2, 3, 1)), ((3, 4, 5, 6), (3, 1, 0, 2)), ((3, 4, 5), (1, 2, 0)),
+])
+def test_empty_as_and_memory_order_follow_the_memory_layout(shape, perm):
+    """backend.empty_as allocates in a's memory order, memory_order permutes a to C-contiguous."""
+    from ember.backend import empty_as, memory_order
+
+    a = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+    if perm is not None:  # an array of `shape` whose memory runs along `perm`
+        a = np.ascontiguousarray(a.transpose(perm)).transpose(np.argsort(perm))
+    b = empty_as(a)
+    assert b.shape == a.shape and b.dtype == a.dtype
+    assert all(x == y for x, y, n in zip(a.strides, b.strides, shape) if n > 1)
+    assert empty_as(a, np.bool_).strides == tuple(s // 4 for s in b.strides)
+    ordered, same = memory_order(a, a)
+    assert ordered.flags.c_contiguous and same.strides == ordered.strides

@@ -210,7 +210,9 @@ def test_batch_norm_gpu_route_matches_cpu(affine, track, dtype, channels_last):
             y = bn(xt)
         y.backward(gradient=ember.Tensor(_dev(gy) if device == "cuda" else gy))
         got = [y.data, xt.grad.data] + ([bn.weight.grad.data, bn.bias.grad.data] if affine else [])
-        got += [bn.running_mean.data, bn.running_var.data] if track else []
+        got += [bn.running_mean.data, bn.running_var.data, bn.num_batches_tracked.data] if track else []
+        if track:
+            assert int(asnumpy(bn.num_batches_tracked.data)) == 2
         if device == "cuda" and channels_last:
             assert backend.is_channels_last(y.data) and backend.is_channels_last(xt.grad.data)
         results.append([asnumpy(a) for a in got])

@@ -93,11 +93,16 @@ class _BatchNorm(_NormBase):
         if x.ndim not in self._dims:
             want = " or ".join(f"{d}D" for d in self._dims)
             raise ShapeError(f"{type(self).__name__}: expected {want} input (got {x.ndim}D input of shape {x.shape})")
-        momentum = self._momentum()
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
+        counter = None
+        if self.training and self.track_running_stats and self.momentum is not None:
+            # batch_norm counts the batch itself (on a GPU inside its kernel: one launch fewer)
+            counter, momentum = self.num_batches_tracked, float(self.momentum)
+        else:
+            momentum = self._momentum()
         return N.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch, momentum, self.eps)
+                            self.weight, self.bias, use_batch, momentum, self.eps, num_batches_tracked=counter)
 
 
 class BatchNorm1d(_BatchNorm):

@@ -271,9 +271,10 @@ def _sums(kind: str, lay, other=None, mean=None, invstd=None):
 def _bn_forward():
     return _cp().ElementwiseKernel(
         "T x, raw float64 sums, raw T w, raw T b, int32 C, int32 inner, float64 inv_n, float64 eps, "
-        "int32 has_w, int32 has_b, int32 track, float64 momentum, float64 unbias",
-        "T y, raw T mean_out, raw T invstd_out, raw T run_mean, raw T run_var",
+        "int32 has_w, int32 has_b, int32 track, float64 momentum, float64 unbias, int32 has_count",
+        "T y, raw T mean_out, raw T invstd_out, raw T run_mean, raw T run_var, raw int64 count",
         """
+        if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
         const int c = (i / inner) % C;
         const double mean = sums[c] * inv_n;
         const double invstd = rsqrt(max(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
@@ -293,10 +294,11 @@ def _bn_forward():
     )
 
 
-def batch_norm_forward(x, lay, w, b, eps: float, running=None):
+def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
     launches: (y in x's memory order, mean (C,), invstd (C,)). ``running`` = (running_mean,
-    running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased).
+    running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased);
+    ``count``, an int64 array of one element, is advanced by one.
 
     NumPy equivalent (statistics over all axes but the channel's)::
 
@@ -314,7 +316,8 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None):
     xo, yo = backend.memory_order(x, y)
     _bn_forward()(xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, float(eps),
                   int(w is not None), int(b is not None), int(running is not None), float(momentum), float(unbias),
-                  yo, mean, invstd, rm, rv)
+                  int(count is not None), yo, mean, invstd, rm, rv,
+                  cp.empty(1, np.int64) if count is None else count.reshape(1))
     return y, mean, invstd
 
 
@@ -349,7 +352,7 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     C, n = mean.size, lay[2]
     sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
     gx = backend.empty_as(x)
-    gw, gb = cp.empty((2, C), dtype=g.dtype)
+    gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     xo, gxo, go = backend.memory_order(x, gx, g)
     _bn_backward()(go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, int(w is not None),
                    gxo, gw, gb)

@@ -171,17 +171,20 @@ class Normalize(Function):
         C = x.shape[lay[1]] if lay is not None else 0
         if lay is None or any(p.size != C or p.shape[lay[1]] != C for p in (w, b) if p is not None):
             return None
-        rm, rv, momentum, unbias = running if running is not None else (None, None, 0.0, 1.0)
+        rm, rv, momentum, unbias, counter = running if running is not None else (None, None, 0.0, 1.0, None)
         bufs = [t.data for t in (rm, rv) if t is not None]
         if bufs and not all(a.dtype == x.dtype and a.flags.c_contiguous and a.size == C for a in bufs):
             return None  # the generic path updates them
+        if counter is not None and (counter.data.dtype != np.int64 or counter.data.shape not in ((), (1,))):
+            return None
         if bufs:
             cp = xp_of(x)
             rm_a, rv_a = (t.data if t is not None else cp.empty(C, x.dtype) for t in (rm, rv))
             running = (rm_a, rv_a, momentum, unbias)
         wf, bf = (p.reshape(-1) if p is not None else None for p in (w, b))
-        y, mean, invstd = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None)
-        for t in (rm, rv):
+        y, mean, invstd = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
+                                                       None if counter is None else counter.data)
+        for t in (rm, rv, counter):
             if t is not None:
                 t._vc[0] += 1
         return [x, lay, mean, invstd, wf, y]
@@ -282,7 +285,10 @@ def _keep_stats(mean, var, sink, running) -> None:
     if sink is not None:
         sink["mean"], sink["var"] = mean, var
     if running is not None:
-        rm, rv, momentum, unbias = running
+        rm, rv, momentum, unbias, counter = running
+        if counter is not None:
+            counter.data += 1
+            counter._vc[0] += 1
         if rm is not None:
             _update(rm, mean, momentum)
         if rv is not None:
@@ -308,12 +314,13 @@ def _update(buffer: Tensor, value, momentum: float) -> None:
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
-               eps: float = 1e-5) -> Tensor:
+               eps: float = 1e-5, *, num_batches_tracked: Tensor | None = None) -> Tensor:
     """Batch normalization over (N, C) / (N, C, L) / (N, C, H, W), per channel C.
 
     In training the batch statistics (biased variance) normalize, and running buffers,
     when given, move towards the batch mean and unbiased variance by ``momentum`` (in
-    place). Otherwise the running statistics normalize.
+    place). Otherwise the running statistics normalize. ``num_batches_tracked`` (ember's own
+    argument: the BatchNorm layers pass their counter) is advanced by one in training.
     """
     op = "batch_norm"
     if input.ndim < 2:
@@ -328,8 +335,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
             raise ValueError(f"{op}: expected more than 1 value per channel when training, "
                              f"got input size {input.shape}")
         running = None
-        if running_mean is not None or running_var is not None:
-            running = (running_mean, running_var, momentum, per_channel / (per_channel - 1))
+        if running_mean is not None or running_var is not None or num_batches_tracked is not None:
+            running = (running_mean, running_var, momentum, per_channel / (per_channel - 1), num_batches_tracked)
         y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, running=running)
     else:
         if running_mean is None or running_var is None:
