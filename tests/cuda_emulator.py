@@ -2,8 +2,10 @@
 
 For machines without a GPU. Used as a pytest plugin, it makes ember treat every NumPy
 array as a "CuPy" array, so each op takes its GPU branch (``xp is not np``), and every
-ElementwiseKernel body from cuda_kernels.py is compiled with g++ as one loop over ``i``
-(atomicAdd becomes ``+=``); ReductionKernel map expressions are evaluated with NumPy.
+ElementwiseKernel body of ember's GPU code is compiled with g++ as one loop over ``i``
+(atomicAdd becomes ``+=``), and so is every RawKernel of cuda_kernels.Loop (one "thread",
+whose grid-stride loop visits every i); ReductionKernel map expressions are evaluated with
+NumPy, and cuBLAS's GEMMs (ember/ops/cuda_gemm.py) by NumPy on the raw addresses.
 Everything else is NumPy. It checks index arithmetic and dispatch, not CUDA itself
 (NVRTC, launch configuration, atomics and speed need a real GPU: bench/gpu_check.py)::
 
@@ -134,6 +136,45 @@ extern "C" void run(long n, void** args) {{
         return outs[0] if len(outs) == 1 else tuple(outs)
 
 
+class RawKernel:
+    """cupy.RawKernel for the grid-stride loops of ember.ops.cuda_kernels.Loop: the source compiled
+    with g++ and called once with one block of one thread, whose loop then visits every i."""
+
+    _PRELUDE = """
+#include <cmath>
+using std::sqrt;
+using std::max;
+inline double rsqrt(double v) { return 1 / std::sqrt(v); }
+inline float rsqrt(float v) { return 1 / std::sqrt(v); }
+template <class U> U atomicAdd(U* a, U v) { U o = *a; *a += v; return o; }
+struct Dim3 { unsigned x, y, z; };
+static const Dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
+#define __global__
+"""
+    _C = {np.dtype(np.int32): ctypes.c_int, np.dtype(np.int64): ctypes.c_longlong,
+          np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+
+    def __init__(self, code, name):
+        src = self._PRELUDE + code
+        h = hashlib.md5(src.encode()).hexdigest()[:10]
+        so = os.path.join(_BUILD, f"{name}_{h}.so")
+        if not os.path.exists(so):
+            with open(so[:-3] + ".cpp", "w") as f:
+                f.write(src)
+            subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", so, so[:-3] + ".cpp"], check=True)
+        self.fn = getattr(ctypes.CDLL(so), name)
+
+    def __call__(self, grid, block, args):
+        cargs = []
+        for a in args:
+            if isinstance(a, np.ndarray):
+                assert a.flags.c_contiguous, "RawKernel: pointer arguments must be contiguous"
+                cargs.append(ctypes.c_void_p(a.ctypes.data))
+            else:
+                cargs.append(self._C[np.asarray(a).dtype](a))
+        self.fn(*cargs)
+
+
 class ReductionKernel:
     """The sum-reductions cuda_kernels.py defines: the map expression (valid Python too) summed by NumPy."""
 
@@ -197,7 +238,7 @@ def _fake_cupy() -> types.ModuleType:
     mod = types.ModuleType("cupy_emulated")
     mod.__getattr__ = lambda name: getattr(np, name)
     mod.ndarray, mod.asnumpy = np.ndarray, np.asarray
-    mod.ElementwiseKernel, mod.ReductionKernel = ElementwiseKernel, ReductionKernel
+    mod.ElementwiseKernel, mod.ReductionKernel, mod.RawKernel = ElementwiseKernel, ReductionKernel, RawKernel
     return mod
 
 

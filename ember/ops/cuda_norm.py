@@ -21,7 +21,7 @@ import math
 import numpy as np
 
 from ember import backend
-from ember.ops.cuda_kernels import _cp
+from ember.ops.cuda_kernels import Loop, _cp
 
 # CuPy reduces ``x.sum(axis=(0, 2, 3))`` with about one thread block per output, so a batch
 # norm's 16 to 64 channel sums over a (128, C, 32, 32) batch kept 16-64 of the GPU's 132
@@ -245,12 +245,12 @@ _STAT_SUMS = """
 @functools.cache
 def _stat_sums(kind: str):
     body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
-            # sum(g), sum(g * xhat), xhat recomputed from x (laid out like g: ib == ia here)
+            # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib)
             "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * r[c];"
             }[kind]
-    return _cp().ElementwiseKernel(
-        "raw T a, raw T b, raw T m, raw T r, int32 n, int32 C, int32 ia, int32 ib, int32 S", "raw float64 sums",
-        _STAT_SUMS.replace("BODY", body), f"ember_bn_sums_{kind}")
+    return Loop(f"ember_bn_sums_{kind}",
+                "const T* a, const T* b, const T* m, const T* r, int n, int C, int ia, int ib, int S, double* sums",
+                _STAT_SUMS.replace("BODY", body))
 
 
 def _sums(kind: str, lay, other=None, mean=None, invstd=None):
@@ -263,25 +263,27 @@ def _sums(kind: str, lay, other=None, mean=None, invstd=None):
     sums = cp.zeros(2 * C, dtype=np.float64)
     b, ib = (flat, ia) if other is None else other
     m, r = (flat, flat) if mean is None else (mean, invstd)
-    _stat_sums(kind)(flat, b, m, r, n, C, ia, ib, S, sums, size=C * S)
+    _stat_sums(kind)(C * S, flat, b, m, r, n, C, ia, ib, S, sums, dtype=flat.dtype)
     return sums
 
 
 @functools.cache
 def _bn_forward():
-    return _cp().ElementwiseKernel(
-        "T x, raw float64 sums, raw T w, raw T b, int32 C, int32 inner, float64 inv_n, float64 eps, "
-        "int32 has_w, int32 has_b, int32 track, float64 momentum, float64 unbias, int32 has_count",
-        "T y, raw T mean_out, raw T invstd_out, raw T run_mean, raw T run_var, raw int64 count",
+    return Loop(
+        "ember_bn_forward",
+        "const T* x, const double* sums, const T* w, const T* b, int C, int inner, double inv_n, double eps, "
+        "int has_w, int has_b, int track, double momentum, double unbias, int has_count, "
+        "T* y, T* mean_out, T* invstd_out, T* run_mean, T* run_var, long long* count",
         """
+        // element i of x and y in their (shared) memory order; its channel c
         if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
         const int c = (i / inner) % C;
         const double mean = sums[c] * inv_n;
-        const double invstd = rsqrt(max(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
-        y = T(((double)x - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
+        const double invstd = rsqrt(fmax(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
+        y[i] = T(((double)x[i] - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
         if (i < C) {  // channel i's statistics, saved and tracked once
             const double m = sums[i] * inv_n;
-            const double var = max(sums[C + i] * inv_n - m * m, 0.0);
+            const double var = fmax(sums[C + i] * inv_n - m * m, 0.0);
             mean_out[i] = T(m);
             invstd_out[i] = T(rsqrt(var + eps));
             if (track) {
@@ -290,7 +292,6 @@ def _bn_forward():
             }
         }
         """,
-        "ember_bn_forward",
     )
 
 
@@ -313,31 +314,31 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     y = backend.empty_as(x)
     mean, invstd = cp.empty((2, C), dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
-    xo, yo = backend.memory_order(x, y)
-    _bn_forward()(xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, float(eps),
-                  int(w is not None), int(b is not None), int(running is not None), float(momentum), float(unbias),
-                  int(count is not None), yo, mean, invstd, rm, rv,
-                  cp.empty(1, np.int64) if count is None else count.reshape(1))
+    xo, yo = backend.memory_order(x, y)  # both C-contiguous: lay says x lies densely
+    _bn_forward()(x.size, xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, eps,
+                  w is not None, b is not None, running is not None, momentum, unbias, count is not None,
+                  yo, mean, invstd, rm, rv, cp.empty(1, np.int64) if count is None else count.reshape(1),
+                  dtype=x.dtype)
     return y, mean, invstd
 
 
 @functools.cache
 def _bn_backward():
-    return _cp().ElementwiseKernel(
-        "T g, T x, raw float64 sums, raw T mean, raw T invstd, raw T w, int32 C, int32 inner, float64 inv_m, "
-        "int32 has_w",
-        "T gx, raw T gw, raw T gb",
+    return Loop(
+        "ember_bn_backward",
+        "const T* g, const T* x, const double* sums, const T* mean, const T* invstd, const T* w, int C, int inner, "
+        "double inv_m, int has_w, T* gx, T* gw, T* gb",
         """
+        // element i of g, x and gx in x's memory order; its channel c
         const int c = (i / inner) % C;
-        const T xhat = (x - mean[c]) * invstd[c];
+        const T xhat = (x[i] - mean[c]) * invstd[c];
         const T scale = invstd[c] * (has_w ? w[c] : T(1));
-        gx = (g - T((sums[c] + (double)xhat * sums[C + c]) * inv_m)) * scale;
+        gx[i] = (g[i] - T((sums[c] + (double)xhat * sums[C + c]) * inv_m)) * scale;
         if (i < C) {
             gw[i] = T(sums[C + i]);
             gb[i] = T(sums[i]);
         }
         """,
-        "ember_bn_backward",
     )
 
 
@@ -354,6 +355,8 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     xo, gxo, go = backend.memory_order(x, gx, g)
-    _bn_backward()(go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, int(w is not None),
-                   gxo, gw, gb)
+    if not go.flags.c_contiguous:  # g lies in another order than x: read it in x's
+        go = cp.ascontiguousarray(go)
+    _bn_backward()(x.size, go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, w is not None,
+                   gxo, gw, gb, dtype=x.dtype)
     return gx, gw, gb
