@@ -175,7 +175,6 @@ def normalize_forward(x, mean, var, eps: float, w=None, b=None):
 
         invstd = 1 / sqrt(var + eps);  xhat = (x - mean) * invstd;  y = xhat * w + b
     """
-    cp = _cp()
     t = x.dtype.type
     invstd = _invstd()(var, t(eps))
     xhat = backend.empty_as(x)  # in x's memory order: a channels-last network stays channels-last
