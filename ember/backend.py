@@ -156,6 +156,13 @@ def _memory_perm(a):
     return perm, tuple(sorted(range(a.ndim), key=lambda i: perm[i]))
 
 
+def is_dense(a) -> bool:
+    """Whether a fills a block of memory without gaps, in some order of its axes (C-contiguous,
+    channels-last ...): then element i of a and of ``empty_as(a)`` sit at the same offset."""
+    order = _memory_perm(a)
+    return order is None and a.flags.c_contiguous or order is not None and a.transpose(order[0]).flags.c_contiguous
+
+
 def memory_order(a, *others) -> tuple:
     """a and ``others`` with their axes permuted so that a is C-contiguous where a permutation
     makes it so (a channels-last (N, C, H, W) becomes (N, H, W, C)); others of a's rank take the
@@ -183,6 +190,13 @@ def empty_as(a, dtype=None):
         return xp.empty(a.shape, dtype=dtype)
     perm, inverse = order
     return xp.empty(tuple([a.shape[i] for i in perm]), dtype=dtype).transpose(inverse)
+
+
+def copy_as(a, like):
+    """A copy of a laid out in memory like ``like`` (same shape; ``empty_as``)."""
+    out = empty_as(like, a.dtype)
+    out[...] = a
+    return out
 
 
 def add_keep_channels_last(a, b):

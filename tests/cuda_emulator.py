@@ -167,8 +167,9 @@ static const Dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1,
     def __call__(self, grid, block, args):
         cargs = []
         for a in args:
-            if isinstance(a, np.ndarray):
-                assert a.flags.c_contiguous, "RawKernel: pointer arguments must be contiguous"
+            if isinstance(a, np.ndarray):  # dense in some axis order, read from its first element
+                dense = a.transpose(np.argsort([-st for st in a.strides], kind="stable"))
+                assert a.size <= 1 or dense.flags.c_contiguous, "RawKernel: pointer arguments must lie densely"
                 cargs.append(ctypes.c_void_p(a.ctypes.data))
             else:
                 cargs.append(self._C[np.asarray(a).dtype](a))

@@ -27,6 +27,7 @@ import functools
 
 import numpy as np
 
+from ember import backend
 from ember.ops import cuda_kernels, cuda_norm
 from ember.ops.cuda_gemm import gemm
 from ember.ops.cuda_kernels import Loop, _cp
@@ -119,14 +120,13 @@ def im2row(x, g, groups: int, pads: tuple, out=None):
         rows = win.reshape(N*OH*OW, G, -1)
     """
     cp = _cp()
-    if not (x.flags.c_contiguous or x.transpose(0, 2, 3, 1).flags.c_contiguous):
+    if not backend.is_dense(x):  # the kernel reads x through its strides from its first element
         x = cp.ascontiguousarray(x)
-    base = x if x.flags.c_contiguous else x.transpose(0, 2, 3, 1)  # the memory, in its own order
     N, C, H, W = x.shape
     size = N * g.OH * g.OW * C * g.KH * g.KW
     out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
     sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
-    _rows_kernel(_geometry(x.shape, g, groups, pads), _index(size))(size, base, sN, sC, sH, sW, out, dtype=x.dtype)
+    _rows_kernel(_geometry(x.shape, g, groups, pads), _index(size))(size, x, sN, sC, sH, sW, out, dtype=x.dtype)
     return out.reshape(N * g.OH * g.OW, groups, -1)
 
 
@@ -140,10 +140,9 @@ def row2im(rows, g, groups: int, pads: tuple, gx):
         for kh, kw: gxp[:, :, kh*dh : kh*dh + sh*(OH-1) + 1 : sh, kw*dw : ... : sw] += win[..., kh, kw] (as NCHW)
         gx[...] = gxp[:, :, t:t+H, l:l+W]
     """
-    last = not gx.flags.c_contiguous
-    base = gx.transpose(0, 2, 3, 1) if last else gx  # the memory, in its own order
+    last = not gx.flags.c_contiguous  # then channels-last: i runs through (n, h, w, c)
     kernel = _row2im_kernel(_geometry(gx.shape, g, groups, pads), _index(max(rows.size, gx.size)), last)
-    kernel(gx.size, rows, base, dtype=gx.dtype)
+    kernel(gx.size, rows, gx, dtype=gx.dtype)
     return gx
 
 
@@ -153,7 +152,7 @@ def _chunks(N: int, per_image: int) -> list:
     return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
 
-def _gy_rows(gy):
+def gy_rows(gy):
     """gy (N, OC, OH, OW) as the (N*OH*OW, OC) matrix of its channels-last memory (a copy if NCHW)."""
     t = gy.transpose(0, 2, 3, 1)
     if not t.flags.c_contiguous:
@@ -177,9 +176,10 @@ def forward(x, w, b, g, groups: int, pads: tuple):
 
 
 def weight_grad(x, gy, g, groups: int, pads: tuple, wshape: tuple):
-    """gw (OC, C/G, KH, KW): per group gy^T (OCg, N*L) @ rows (N*L, Kg), summed over chunks of the batch."""
+    """gw (OC, C/G, KH, KW): per group gy^T (OCg, N*L) @ rows (N*L, Kg), summed over chunks of the
+    batch; gy (N, OC, OH, OW) or already its (N*L, OC) rows (``gy_rows``)."""
     N, OC, G, L = x.shape[0], wshape[0], groups, g.OH * g.OW
-    gyt = _gy_rows(gy).reshape(N * L, G, OC // G).transpose(1, 2, 0)  # (G, OCg, N*L), a view
+    gyt = (gy if gy.ndim == 2 else gy_rows(gy)).reshape(N * L, G, OC // G).transpose(1, 2, 0)  # (G, OCg, N*L)
     gw = _cp().empty(wshape, dtype=gy.dtype)
     gwk = gw.reshape(G, OC // G, -1)
     for k, (n0, n1) in enumerate(_chunks(N, L * int(np.prod(wshape[1:])) * G)):
@@ -190,11 +190,11 @@ def weight_grad(x, gy, g, groups: int, pads: tuple, wshape: tuple):
 
 def data_grad(gy, w, g, groups: int, pads: tuple, xshape: tuple, channels_last: bool):
     """gx (N, C, H, W), in channels-last memory when asked: per group gy (N*L, OCg) @ w (OCg, Kg),
-    added back to the input elements by ``row2im``."""
+    added back to the input elements by ``row2im``; gy as in ``weight_grad``."""
     cp = _cp()
     N, C, H, W = xshape
     OC, G, L = w.shape[0], groups, g.OH * g.OW
-    gy3 = _gy_rows(gy).reshape(N * L, G, OC // G).transpose(1, 0, 2)  # (G, N*L, OCg)
+    gy3 = (gy if gy.ndim == 2 else gy_rows(gy)).reshape(N * L, G, OC // G).transpose(1, 0, 2)  # (G, N*L, OCg)
     wk = w.reshape(G, OC // G, -1)
     gx = cp.empty((N, H, W, C), dtype=gy.dtype).transpose(0, 3, 1, 2) if channels_last else cp.empty(xshape, gy.dtype)
     buf = None

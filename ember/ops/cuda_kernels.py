@@ -81,15 +81,18 @@ class Loop:
                f'extern "C" __global__ void {name}(const long long loop_size, {self.params}) {{\n'
                f"  for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < loop_size;\n"
                f"       i += (long long)blockDim.x * gridDim.x) {{\n{self.body}\n  }}\n}}\n")
-        kernel = self.kernels[np.dtype(dtype)] = _cp().RawKernel(src, name)
-        return kernel
+        # the kernel, and per parameter the conversion of its value (None: a pointer, passed as is)
+        entry = self.kernels[np.dtype(dtype)] = (
+            _cp().RawKernel(src, name), [np.dtype(dtype).type if k == "T" else k for k in self.kinds])
+        return entry
 
     def __call__(self, n: int, *args, dtype) -> None:
-        kernel = self.kernels.get(dtype) or self._compile(dtype)
-        t = dtype.type
-        values = tuple(a if k is None else (t(a) if k == "T" else k(a)) for k, a in zip(self.kinds, args))
+        kernel, kinds = self.kernels.get(dtype) or self._compile(dtype)
+        values = [np.int64(n)]
+        for k, a in zip(kinds, args):
+            values.append(a if k is None else k(a))
         if n > 0:
-            kernel((min((n + 255) // 256, 1 << 20),), (256,), (np.int64(n),) + values)
+            kernel((min((n + 255) // 256, 1 << 20),), (256,), tuple(values))
 
 
 # ---- max pooling -----------------------------------------------------------------------------------
@@ -335,19 +338,13 @@ def _relu_fwd():
         """)
 
 
-def _dense(a):
-    """a itself when it lies densely in memory (any axis order), else a C-contiguous copy."""
-    o = backend.memory_order(a)[0]
-    return a if o.flags.c_contiguous else _cp().ascontiguousarray(a)
-
-
 def relu_forward(x):
     """``(maximum(x, 0), x > 0)`` in one launch, both in x's memory order."""
-    x = _dense(x)
-    y = backend.empty_as(x)
+    if not backend.is_dense(x):
+        x = _cp().ascontiguousarray(x)
+    y = backend.empty_as(x)  # element i is the same in all three memories
     mask = backend.empty_as(x, np.bool_)
-    xo, yo, mo = backend.memory_order(x, y, mask)
-    _relu_fwd()(x.size, xo, yo, mo, dtype=x.dtype)
+    _relu_fwd()(x.size, x, y, mask, dtype=x.dtype)
     return y, mask
 
 
@@ -360,8 +357,7 @@ def relu_backward(gy, mask):
     """``gy * mask`` in the mask's memory order, one launch (CuPy's multiply of a float and a bool
     array costs more host time in type resolution)."""
     gx = backend.empty_as(mask, gy.dtype)
-    o, g, m = backend.memory_order(gx, gy, mask)
-    if not g.flags.c_contiguous:  # gy lies in another order than the mask: read it in the mask's
-        g = _cp().ascontiguousarray(g)
-    _relu_bwd()(gx.size, g, m, o, dtype=gy.dtype)
+    if gy.strides != gx.strides:  # gy lies in another order than the mask: copied into its order
+        gy = backend.copy_as(gy, gx)
+    _relu_bwd()(gx.size, gy, mask, gx, dtype=gy.dtype)
     return gx

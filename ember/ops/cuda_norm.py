@@ -49,28 +49,29 @@ def _channel_kernel(kind: str):
     body = {"sum": "acc += v;",
             "sqdiff": "const T d = v - m[c]; acc += d * d;",
             "sum_product": "acc += v; acc2 += v * b[(j / ib) * C * ib + c * (long long)ib + j % ib];"}[kind]
-    return _cp().ElementwiseKernel(
-        "raw T a, raw T b, raw T m, int32 n, int32 C, int32 ia, int32 ib, int32 S, T scale", "T p, T p2",
-        _CHANNEL_SUMS.replace("BODY", body) + "p = acc * scale; p2 = acc2 * scale;",
-        f"ember_channel_{kind}",
-    )
+    return Loop(f"ember_channel_{kind}",
+                "const T* a, const T* b, const T* m, int n, int C, int ia, int ib, int S, T scale, T* p, T* p2",
+                _CHANNEL_SUMS.replace("BODY", body) + "p[i] = acc * scale; p2[i] = acc2 * scale;")
 
 
 def _channel_layout(x, axes: tuple):
-    """(flat memory, channel axis, elements per channel, inner) when ``axes`` are all axes of x but
-    one (the channel axis k) and x lies in memory C-contiguously (inner: the product of the axes
-    after k) or with k last (inner 1, channels-last); None otherwise."""
+    """(x, channel axis, elements per channel, inner) when ``axes`` are all axes of x but one (the
+    channel axis k) and x lies densely in memory, C-contiguously (inner: the product of the axes
+    after k) or with k last (inner 1, channels-last); None otherwise. Worked out from the strides
+    alone: the kernels read x through its address."""
     kept = [k for k in range(x.ndim) if k not in axes]
     if len(kept) != 1 or x.size == 0 or x.size >= 2 ** 31:
         return None
     k = kept[0]
     C = x.shape[k]
     if x.flags.c_contiguous:
-        return x.ravel(), k, x.size // C, math.prod(x.shape[k + 1:])
-    last = x.transpose([i for i in range(x.ndim) if i != k] + [k])  # the channel axis last
-    if last.flags.c_contiguous:
-        return last.ravel(), k, x.size // C, 1
-    return None
+        return x, k, x.size // C, math.prod(x.shape[k + 1:])
+    expect = x.itemsize  # channels-last: k's stride one element, the other axes C-contiguous around it
+    for i in [k] + [i for i in reversed(range(x.ndim)) if i != k]:
+        if x.shape[i] != 1 and x.strides[i] != expect:
+            return None
+        expect *= x.shape[i]
+    return x, k, x.size // C, 1
 
 
 @functools.cache
@@ -87,10 +88,10 @@ def _channel_sums(kind: str, lay, b=None, m=None, scale: float = 1.0):
     flat, k, n, ia = lay
     C = flat.size // n
     S = max(1, min(n, 32768 // C))  # ~32k threads, each adding n / S elements
-    t = flat.dtype.type
     parts = cp.empty((2, S, C) if ia == 1 else (2, C, S), dtype=flat.dtype)
     bflat, ib = (flat, ia) if b is None else b
-    _channel_kernel(kind)(flat, bflat, flat if m is None else m, n, C, ia, ib, S, t(scale), parts[0], parts[1])
+    _channel_kernel(kind)(C * S, flat, bflat, flat if m is None else m, n, C, ia, ib, S, scale, parts[0], parts[1],
+                          dtype=flat.dtype)
     totals = _sum_kernel()(parts, axis=1 if ia == 1 else 2)  # (2, C)
     return totals[0], totals[1]
 
@@ -313,10 +314,10 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     y = backend.empty_as(x)
     mean, invstd = cp.empty((2, C), dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
-    xo, yo = backend.memory_order(x, y)  # both C-contiguous: lay says x lies densely
-    _bn_forward()(x.size, xo, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, eps,
+    # x lies densely (lay) and y in the same order: element i is the same in both memories
+    _bn_forward()(x.size, x, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, eps,
                   w is not None, b is not None, running is not None, momentum, unbias, count is not None,
-                  yo, mean, invstd, rm, rv, cp.empty(1, np.int64) if count is None else count.reshape(1),
+                  y, mean, invstd, rm, rv, cp.empty(1, np.int64) if count is None else count.reshape(1),
                   dtype=x.dtype)
     return y, mean, invstd
 
@@ -353,9 +354,8 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
-    xo, gxo, go = backend.memory_order(x, gx, g)
-    if not go.flags.c_contiguous:  # g lies in another order than x: read it in x's
-        go = cp.ascontiguousarray(go)
-    _bn_backward()(x.size, go, xo, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, w is not None,
-                   gxo, gw, gb, dtype=x.dtype)
+    if g.strides != x.strides:  # g lies in another order than x: copied into x's
+        g = backend.copy_as(g, x)
+    _bn_backward()(x.size, g, x, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, w is not None,
+                   gx, gw, gb, dtype=x.dtype)
     return gx, gw, gb
