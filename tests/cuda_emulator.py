@@ -43,6 +43,18 @@ def _parse(spec: str) -> list:
     return out
 
 
+# CUDA's device functions the kernels use, for g++ (atomicAdd on one thread is a plain add)
+_PRELUDE = """
+#include <cmath>
+#include <cstddef>
+using std::sqrt;
+using std::max;
+inline double rsqrt(double v) { return 1 / std::sqrt(v); }
+inline float rsqrt(float v) { return 1 / std::sqrt(v); }
+template <class U> U atomicAdd(U* a, U v) { U o = *a; *a += v; return o; }
+"""
+
+
 class ElementwiseKernel:
     """cupy.ElementwiseKernel's calling convention; the body runs as C++ in a loop over i (arrays broadcast)."""
 
@@ -63,15 +75,8 @@ class ElementwiseKernel:
                 lines.append(f"{ct}& {nm} = (({ct}*)args[{k}])[i];")
             else:
                 lines.append(f"const {ct} {nm} = *({ct}*)args[{k}];")
-        src = f"""
-#include <cmath>
-#include <cstddef>
-using std::sqrt;
-using std::max;
-inline double rsqrt(double v) {{ return 1 / std::sqrt(v); }}
-inline float rsqrt(float v) {{ return 1 / std::sqrt(v); }}
+        src = _PRELUDE + f"""
 {f"typedef {T} T;" if T else ""}
-template <class U> U atomicAdd(U* a, U v) {{ U o = *a; *a += v; return o; }}
 extern "C" void run(long n, void** args) {{
   for (ptrdiff_t i = 0; i < n; ++i) {{
     {' '.join(lines)}
@@ -140,13 +145,7 @@ class RawKernel:
     """cupy.RawKernel for the grid-stride loops of ember.ops.cuda_kernels.Loop: the source compiled
     with g++ and called once with one block of one thread, whose loop then visits every i."""
 
-    _PRELUDE = """
-#include <cmath>
-using std::sqrt;
-using std::max;
-inline double rsqrt(double v) { return 1 / std::sqrt(v); }
-inline float rsqrt(float v) { return 1 / std::sqrt(v); }
-template <class U> U atomicAdd(U* a, U v) { U o = *a; *a += v; return o; }
+    _PRELUDE = _PRELUDE + """
 struct Dim3 { unsigned x, y, z; };
 static const Dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1, 1}, gridDim = {1, 1, 1};
 #define __global__

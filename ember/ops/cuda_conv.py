@@ -27,47 +27,16 @@ import functools
 
 import numpy as np
 
-from ember import backend
 from ember.ops import cuda_kernels, cuda_norm
 from ember.ops.cuda_gemm import gemm
-from ember.ops.cuda_kernels import Loop, _cp
+from ember.ops.cuda_kernels import Loop, _cp, _sizes
 
 _BUDGET = 2 ** 27  # floats of lowered rows per chunk of images (512 MiB in float32)
-_GEOMETRY = ("Cg", "G", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL", "H", "W", "OH", "OW")
 
 
 def fits(x, w, b=None) -> bool:
     """Whether conv2d of x (N, C, H, W) with w takes this route: CuPy float arrays of one dtype."""
     return x.ndim == 4 and cuda_kernels.fits(x, w, *((b,) if b is not None else ()))
-
-
-def _sizes(geometry: tuple) -> str:
-    return " ".join(f"const int {name} = {v};" for name, v in zip(_GEOMETRY, geometry))
-
-
-@functools.cache
-def _rows_kernel(geometry: tuple, index: str):
-    # Compiled once per layer geometry: with the sizes as constants, the divisions that split i
-    # compile to multiplications (~2x faster than sizes passed as arguments, measured on an H200).
-    return Loop(
-        "ember_conv_rows", "const T* x, int sN, int sC, int sH, int sW, T* row",
-        _sizes(geometry) + f"""
-        // one thread per entry of rows (n, oh, ow, grp, c, kh, kw): the input element it reads,
-        // or 0 where the window reaches into the padding
-        {index} r = i;
-        const int kw = r % KW; r /= KW;
-        const int kh = r % KH; r /= KH;
-        const int c = r % Cg; r /= Cg;
-        const int grp = r % G; r /= G;
-        const int ow = r % OW; r /= OW;
-        const int oh = r % OH;
-        const {index} n = r / OH;
-        const int h = oh * SH - PT + kh * DH;
-        const int w = ow * SW - PL + kw * DW;
-        row[i] = (h < 0 || h >= H || w < 0 || w >= W) ? T(0)
-            : x[(long long)n * sN + (long long)(grp * Cg + c) * sC + (long long)h * sH + (long long)w * sW];
-        """,
-    )
 
 
 @functools.cache
@@ -119,15 +88,7 @@ def im2row(x, g, groups: int, pads: tuple, out=None):
         xp = pad(x, pads);  win[n, oh, ow, c, kh, kw] = xp[n, c, oh*sh + kh*dh, ow*sw + kw*dw]
         rows = win.reshape(N*OH*OW, G, -1)
     """
-    cp = _cp()
-    if not backend.is_dense(x):  # the kernel reads x through its strides from its first element
-        x = cp.ascontiguousarray(x)
-    N, C, H, W = x.shape
-    size = N * g.OH * g.OW * C * g.KH * g.KW
-    out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
-    sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
-    _rows_kernel(_geometry(x.shape, g, groups, pads), _index(size))(size, x, sN, sC, sH, sW, out, dtype=x.dtype)
-    return out.reshape(N * g.OH * g.OW, groups, -1)
+    return cuda_kernels.lower_rows(x, g, groups, pads, "c kh kw", out)
 
 
 def row2im(rows, g, groups: int, pads: tuple, gx):

@@ -278,54 +278,63 @@ def row2im(rows, g, out):
 _GEOMETRY = ("Cg", "G", "KH", "KW", "SH", "SW", "DH", "DW", "PT", "PL", "H", "W", "OH", "OW")
 
 
+def _sizes(geometry: tuple) -> str:
+    """C declarations of a layer geometry's sizes (``_GEOMETRY``), compiled into its kernels."""
+    return " ".join(f"const int {name} = {v};" for name, v in zip(_GEOMETRY, geometry))
+
+
 @functools.cache
-def _im2row(geometry: tuple, index: str):
-    # Compiled once per layer geometry: with the sizes as constants, the six divisions that
-    # split i compile to multiplications (a version taking them as arguments ran ~110 us per
-    # ResNet-20 lowering on an H200, most of it in 64-bit divisions).
-    sizes = " ".join(f"const int {name} = {v};" for name, v in zip(_GEOMETRY, geometry))
-    return _cp().ElementwiseKernel(
-        "raw T x, int32 sN, int32 sC, int32 sH, int32 sW", "T row",
-        sizes + f"""
-        // one thread per entry of rows (n, oh, ow, group, kh, kw, c): the input pixel it reads, or 0
-        // where the window reaches into the padding
+def rows_kernel(geometry: tuple, index: str, window: str):
+    """The gather that lowers x (N, C, H, W; read through its strides sN, sC, sH, sW) to rows
+    (N*OH*OW, G, C/G*KH*KW) for ``geometry`` (``_GEOMETRY``'s sizes): each row holds one output
+    pixel's window of one group, in ``window`` order, "kh kw c" (channels-last runs) or "c kh kw"
+    (the weight's own order). Compiled once per layer geometry: with the sizes as constants, the
+    divisions that split i compile to multiplications (a version taking them as arguments ran
+    ~110 us per ResNet-20 lowering on an H200, most of it in 64-bit divisions)."""
+    split = {"kh kw c": "const int c = r % Cg; r /= Cg; const int kw = r % KW; r /= KW; const int kh = r % KH;",
+             "c kh kw": "const int kw = r % KW; r /= KW; const int kh = r % KH; r /= KH; const int c = r % Cg;"}[window]
+    return Loop(f"ember_rows_{window.replace(' ', '')}", "const T* x, int sN, int sC, int sH, int sW, T* row",
+                _sizes(geometry) + f"""
+        // one thread per entry of rows (n, oh, ow, group, then the window's axes): the input
+        // element it reads, or 0 where the window reaches into the padding
         {index} r = i;
-        const int c = r % Cg; r /= Cg;
-        const int kw = r % KW; r /= KW;
-        const int kh = r % KH; r /= KH;
+        {split}
+        r /= {'KH' if window == 'kh kw c' else 'Cg'};
         const int grp = r % G; r /= G;
         const int ow = r % OW; r /= OW;
         const int oh = r % OH;
         const {index} n = r / OH;
         const int h = oh * SH - PT + kh * DH;
         const int w = ow * SW - PL + kw * DW;
-        row = (h < 0 || h >= H || w < 0 || w >= W) ? T(0)
-            : x[(ptrdiff_t)n * sN + (ptrdiff_t)(grp * Cg + c) * sC + (ptrdiff_t)h * sH + (ptrdiff_t)w * sW];
-        """,
-        "ember_im2row",
-    )
+        row[i] = (h < 0 || h >= H || w < 0 || w >= W) ? T(0)
+            : x[(long long)n * sN + (long long)(grp * Cg + c) * sC + (long long)h * sH + (long long)w * sW];
+        """)
+
+
+def lower_rows(x, g, groups: int, pads: tuple, window: str, out=None):
+    """Rows (N*OH*OW, G, C/G*KH*KW) of x (N, C, H, W; any strides) zero-padded by pads = (t, b, l, r),
+    each window in ``window`` order (``rows_kernel``), in one launch, into ``out``'s memory when given."""
+    cp = _cp()
+    if not backend.is_dense(x):  # the kernel reads x through its strides from its first element
+        x = cp.ascontiguousarray(x)
+    N, C, H, W = x.shape
+    size = N * g.OH * g.OW * C * g.KH * g.KW
+    out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
+    geometry = (C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, pads[0], pads[2], H, W, g.OH, g.OW)
+    sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
+    rows_kernel(geometry, "int" if size < 2 ** 31 else "long long", window)(size, x, sN, sC, sH, sW, out,
+                                                                            dtype=x.dtype)
+    return out.reshape(N * g.OH * g.OW, groups, -1)
 
 
 def im2row(x, g, groups: int, pads: tuple, out=None):
     """Rows (N*OH*OW, G, KH*KW*C/G) of x (N, C, H, W) zero-padded by pads = (t, b, l, r), in one
     launch: ember.ops.im2row.im2row of the padded input, without making the padded copy. x may
-    lie channels-first or channels-last in memory; ``out``, when given, is a contiguous buffer of
-    at least that many elements.
+    lie in any memory order; ``out``, when given, is a contiguous buffer of at least that many elements.
 
     NumPy equivalent: ``im2row.im2row(pad_nhwc_into(x, pads, empty (N, Hp, Wp, C)), g, groups)``.
     """
-    cp = _cp()
-    if not (x.flags.c_contiguous or x.transpose(0, 2, 3, 1).flags.c_contiguous):
-        x = cp.ascontiguousarray(x)
-    base = x if x.flags.c_contiguous else x.transpose(0, 2, 3, 1)  # the memory, in its own order
-    N, C, H, W = x.shape
-    size = N * g.OH * g.OW * g.KH * g.KW * C
-    out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
-    sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
-    geometry = (C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, pads[0], pads[2], H, W, g.OH, g.OW)
-    kernel = _im2row(geometry, "int" if size < 2 ** 31 else "long long")
-    kernel(base.reshape(-1), sN, sC, sH, sW, out)
-    return out.reshape(N * g.OH * g.OW, groups, -1)
+    return lower_rows(x, g, groups, pads, "kh kw c", out)
 
 
 # ---- ReLU -----------------------------------------------------------------------------------------
