@@ -55,6 +55,17 @@ template <class U> U atomicAdd(U* a, U v) { U o = *a; *a += v; return o; }
 """
 
 
+def _compile(src: str, name: str):
+    """The shared library g++ makes of ``src`` (built once per source, in this run's build folder)."""
+    h = hashlib.md5(src.encode()).hexdigest()[:10]
+    so = os.path.join(_BUILD, f"{name}_{h}.so")
+    if not os.path.exists(so):
+        with open(so[:-3] + ".cpp", "w") as f:
+            f.write(src)
+        subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", so, so[:-3] + ".cpp"], check=True)
+    return ctypes.CDLL(so)
+
+
 class ElementwiseKernel:
     """cupy.ElementwiseKernel's calling convention; the body runs as C++ in a loop over i (arrays broadcast)."""
 
@@ -84,14 +95,7 @@ extern "C" void run(long n, void** args) {{
   }}
 }}
 """
-        h = hashlib.md5(src.encode()).hexdigest()[:10]
-        so = os.path.join(_BUILD, f"{self.name}_{h}.so")
-        if not os.path.exists(so):
-            with open(so[:-3] + ".cpp", "w") as f:
-                f.write(src)
-            subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", so, so[:-3] + ".cpp"], check=True)
-        lib = ctypes.CDLL(so)
-        self.libs[key] = lib
+        lib = self.libs[key] = _compile(src, self.name)
         return lib
 
     def __call__(self, *args, size=None):
@@ -154,14 +158,7 @@ static const Dim3 blockIdx = {0, 0, 0}, threadIdx = {0, 0, 0}, blockDim = {1, 1,
           np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
 
     def __init__(self, code, name):
-        src = self._PRELUDE + code
-        h = hashlib.md5(src.encode()).hexdigest()[:10]
-        so = os.path.join(_BUILD, f"{name}_{h}.so")
-        if not os.path.exists(so):
-            with open(so[:-3] + ".cpp", "w") as f:
-                f.write(src)
-            subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-o", so, so[:-3] + ".cpp"], check=True)
-        self.fn = getattr(ctypes.CDLL(so), name)
+        self.fn = getattr(_compile(self._PRELUDE + code, name), name)
 
     def __call__(self, grid, block, args):
         cargs = []
