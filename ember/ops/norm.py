@@ -107,15 +107,18 @@ class Normalize(Function):
         # normalization; views keep x's memory order (channels-last from a convolution).
         self.shape, self.param_shapes = x.shape, [p.shape for p in params]
         x = x.reshape(view)
-        params = [p.reshape(pshape) for p in params]
-        w = params[0] if has_w else None
-        b = params[-1] if has_b else None
         self.count = math.prod([x.shape[a] for a in axes])
         self.pshape = pshape if (has_w or has_b) else None
         self.has_w, self.has_b, self.view, self.axes = has_w, has_b, view, axes
-        self.fused = self._fused_batch_norm(x, w, b, axes, eps, running) if stats is None and xp is not np else None
-        if self.fused is not None:  # GPU batch norm in training: three launches (cuda_norm.batch_norm_forward)
-            return self.fused.pop().reshape(self.shape)
+        self.fused = None
+        if stats is None and xp is not np:  # GPU batch norm in training: three launches (cuda_norm)
+            self.fused = self._fused_batch_norm(x, params[0] if has_w else None, params[-1] if has_b else None,
+                                                axes, eps, running)
+            if self.fused is not None:
+                return self.fused.pop().reshape(self.shape)
+        params = [p.reshape(pshape) for p in params]
+        w = params[0] if has_w else None
+        b = params[-1] if has_b else None
         self.cr = _ChannelRows.of(x, axes) if xp is np else None
         if self.cr is not None:  # channels-last batch norm: the same math on long rows
             cr = self.cr
@@ -165,11 +168,13 @@ class Normalize(Function):
         return self._out(y)
 
     def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running):
-        """On a GPU, for statistics per channel (one kept axis, w and b along it, float32/64 running
-        buffers like x): [x, its layout, mean, invstd, w, y] from cuda_norm.batch_norm_forward; else None."""
+        """On a GPU, for statistics per channel (one kept axis; w and b, as given, one value per
+        channel; float32/64 running buffers like x): [x, its layout, mean, invstd, w, y] from
+        cuda_norm.batch_norm_forward; else None."""
         lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *(p for p in (w, b) if p is not None)) else None
         C = x.shape[lay[1]] if lay is not None else 0
-        if lay is None or any(p.size != C or p.shape[lay[1]] != C for p in (w, b) if p is not None):
+        if lay is None or any(p.size != C or self.pshape[lay[1]] != C or not p.flags.c_contiguous
+                              for p in (w, b) if p is not None):
             return None
         rm, rv, momentum, unbias, counter = running if running is not None else (None, None, 0.0, 1.0, None)
         bufs = [t.data for t in (rm, rv) if t is not None]
@@ -181,7 +186,7 @@ class Normalize(Function):
             cp = xp_of(x)
             rm_a, rv_a = (t.data if t is not None else cp.empty(C, x.dtype) for t in (rm, rv))
             running = (rm_a, rv_a, momentum, unbias)
-        wf, bf = (p.reshape(-1) if p is not None else None for p in (w, b))
+        wf, bf = (p if p is None or p.ndim == 1 else p.reshape(-1) for p in (w, b))
         y, mean, invstd = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
                                                        None if counter is None else counter.data)
         for t in (rm, rv, counter):
@@ -198,10 +203,8 @@ class Normalize(Function):
             glay = cuda_norm._channel_layout(g, self.axes)
         gx, gw, gb = cuda_norm.batch_norm_backward(g, x, lay, glay, mean, invstd, w)
         grads = [gx.reshape(self.shape) if self.needs_input_grad[0] else None]
-        if self.has_w:
-            grads.append(gw.reshape(self.param_shapes[0]))
-        if self.has_b:
-            grads.append(gb.reshape(self.param_shapes[-1]))
+        for p, shape in zip([gw] * self.has_w + [gb] * self.has_b, self.param_shapes):
+            grads.append(p if p.shape == shape else p.reshape(shape))
         return tuple(grads)
 
     def backward(self, gy):
