@@ -56,6 +56,9 @@ def cupy_rows(sync) -> list:
     a2, b2 = cp.ones((256, 144), dtype=cp.float32), cp.ones((144, 16), dtype=cp.float32)
     o2 = cp.empty((256, 16), dtype=cp.float32)
     a3 = cp.ones((1, 256, 144), dtype=cp.float32)
+    bt = cp.ascontiguousarray(b2.T)  # (16, 144): b2's values stored transposed
+    a32, o32 = cp.ones((2, 256, 144), dtype=cp.float32), cp.empty((2, 256, 16), dtype=cp.float32)
+    from ember.ops.cuda_gemm import gemm
     ptrs = np.arange(64, dtype=np.uint64)
     dptrs = cp.empty(64, dtype=cp.uint64)
     n = np.int32(1024)
@@ -73,6 +76,9 @@ def cupy_rows(sync) -> list:
         ("cupy: matmul 2-D out=", lambda: cp.matmul(a2, b2, out=o2)),
         ("cupy: matmul 2-D, transposed view operand", lambda: a2 @ b2.T.copy().T),
         ("cupy: matmul 3-D batched (1 batch)", lambda: cp.matmul(a3, b2)),
+        ("ember: cuda_gemm.gemm, same 2-D product", lambda: gemm(a2, b2, o2)),
+        ("ember: cuda_gemm.gemm, b read transposed", lambda: gemm(a2, bt.T, o2)),
+        ("ember: cuda_gemm.gemm, 3-D batch of 2", lambda: gemm(a32, b2[None], o32)),
         ("cupy: reshape + transpose views", lambda: w.reshape(16, -1).T),
         ("cupy: ascontiguousarray(w.transpose)", lambda: cp.ascontiguousarray(w.transpose(2, 3, 1, 0))),
         ("cupy: x.copy()", lambda: x.copy()),
