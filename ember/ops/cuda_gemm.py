@@ -1,11 +1,12 @@
 """Matrix products of strided GPU views straight through cuBLAS: ``gemm(a, b, out)``.
 
-``cupy.matmul`` costs 28 us of host time for a small 2-D product and 42 us for a batched one
-(measured on an H200 host, bench/gpu_overhead.py), most of it in checks and set-up around a
-cuBLAS call that itself takes a few; a ResNet-20 training step makes ~60 such products. The
-convolutions' GPU route (ember/ops/cuda_conv.py) calls ``gemm`` instead, on views that need
-no copy: cuBLAS reads any matrix whose rows (or columns) are evenly spaced, given the
-spacing (the "leading dimension") and whether to read it transposed.
+The convolutions' GPU route (ember/ops/cuda_conv.py) multiplies views: a weight read
+transposed, one group's columns of the lowered rows, an output written into every G-th block of
+columns. cuBLAS reads any matrix whose rows (or columns) are evenly spaced, given the spacing
+(the "leading dimension") and whether to read it transposed, so ``gemm`` hands it those views
+as they are, in one call, with nothing copied and nothing checked twice. (``cupy.matmul`` of a
+small 2-D product cost 18-33 us of host time on H200 hosts, a batched one 24-42 us;
+bench/gpu_overhead.py times ``gemm`` beside it.)
 
 cuBLAS is column-major. A row-major (r, c) matrix with row stride ld is, to cuBLAS, the
 column-major (c, r) matrix with leading dimension ld: its transpose. So the row-major product
