@@ -10,6 +10,9 @@ Everything else is NumPy. It checks index arithmetic and dispatch, not CUDA itse
 (NVRTC, launch configuration, atomics and speed need a real GPU: bench/gpu_check.py)::
 
     python -m pytest -p tests.cuda_emulator -q tests/test_ops.py tests/test_pool.py -k "not gpu"
+    EMBER_EMULATE_GPU_TESTS=1 python -m pytest -p tests.cuda_emulator -q tests/test_gpu_routes.py
+
+(the second runs the gpu-marked kernel and route tests; those about devices themselves fail there)
 
 Random draws stay NumPy's and arrays report device "cpu"; tests about devices themselves
 are meaningless under this plugin.
@@ -276,3 +279,7 @@ def install() -> None:
 
 def pytest_configure(config):  # used as a plugin: -p tests.cuda_emulator
     install()
+    if os.environ.get("EMBER_EMULATE_GPU_TESTS"):  # run the gpu-marked tests too (kernels and routes)
+        from ember import backend
+
+        backend.cupy_available = lambda: True
