@@ -66,8 +66,9 @@ def timed_round(fn, sync, steps: int, cap_s: float) -> float:
 
 
 def compare(name: str, ember_fn, torch_fn, esync, tsync, steps: int, cap_s: float, warmup: int = 3,
-            rounds: int = 3) -> tuple[float, float]:
-    """Median over interleaved rounds of mean ms/step for ember and PyTorch."""
+            rounds: int = 5) -> tuple[float, float]:
+    """Median over interleaved rounds of mean ms/step for ember and PyTorch (five rounds: lent
+    machines' hosts vary from round to round by 10-15%, and a host-bound step follows them)."""
     for _ in range(warmup):
         ember_fn()
         torch_fn()
