@@ -70,15 +70,6 @@ def _row2im_kernel(geometry: tuple, index: str, channels_last: bool):
     )
 
 
-def _geometry(xshape: tuple, g, groups: int, pads: tuple) -> tuple:
-    N, C, H, W = xshape
-    return (C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, pads[0], pads[2], H, W, g.OH, g.OW)
-
-
-def _index(size: int) -> str:
-    return "int" if size < 2 ** 31 else "long long"
-
-
 def im2row(x, g, groups: int, pads: tuple, out=None):
     """Rows (N*OH*OW, G, C/G*KH*KW) of x (N, C, H, W; any strides) zero-padded by pads = (t, b, l, r),
     each row's window in (c, kh, kw) order, in one launch (into ``out``'s memory when given).
@@ -102,7 +93,8 @@ def row2im(rows, g, groups: int, pads: tuple, gx):
         gx[...] = gxp[:, :, t:t+H, l:l+W]
     """
     last = not gx.flags.c_contiguous  # then channels-last: i runs through (n, h, w, c)
-    kernel = _row2im_kernel(_geometry(gx.shape, g, groups, pads), _index(max(rows.size, gx.size)), last)
+    kernel = _row2im_kernel(cuda_kernels.geometry_of(gx.shape, g, groups, pads),
+                            cuda_kernels.index_type(max(rows.size, gx.size)), last)
     kernel(gx.size, rows, gx, dtype=gx.dtype)
     return gx
 

@@ -311,6 +311,17 @@ def rows_kernel(geometry: tuple, index: str, window: str):
         """)
 
 
+def geometry_of(xshape: tuple, g, groups: int, pads: tuple) -> tuple:
+    """The sizes (``_GEOMETRY``) a lowering kernel is compiled for."""
+    N, C, H, W = xshape
+    return (C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, pads[0], pads[2], H, W, g.OH, g.OW)
+
+
+def index_type(size: int) -> str:
+    """The C integer type that indexes ``size`` elements."""
+    return "int" if size < 2 ** 31 else "long long"
+
+
 def lower_rows(x, g, groups: int, pads: tuple, window: str, out=None):
     """Rows (N*OH*OW, G, C/G*KH*KW) of x (N, C, H, W; any strides) zero-padded by pads = (t, b, l, r),
     each window in ``window`` order (``rows_kernel``), in one launch, into ``out``'s memory when given."""
@@ -320,10 +331,9 @@ def lower_rows(x, g, groups: int, pads: tuple, window: str, out=None):
     N, C, H, W = x.shape
     size = N * g.OH * g.OW * C * g.KH * g.KW
     out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
-    geometry = (C // groups, groups, g.KH, g.KW, g.sh, g.sw, g.dh, g.dw, pads[0], pads[2], H, W, g.OH, g.OW)
     sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
-    rows_kernel(geometry, "int" if size < 2 ** 31 else "long long", window)(size, x, sN, sC, sH, sW, out,
-                                                                            dtype=x.dtype)
+    kernel = rows_kernel(geometry_of(x.shape, g, groups, pads), index_type(size), window)
+    kernel(size, x, sN, sC, sH, sW, out, dtype=x.dtype)
     return out.reshape(N * g.OH * g.OW, groups, -1)
 
 
