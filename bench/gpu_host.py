@@ -115,7 +115,7 @@ def install():
     def raw_call(self, grid, block, args):
         _count(f"raw {self.name}")
         if _ACTIVE[0]:  # CuPy converts each argument on the host (a scalar into a C value object)
-            COUNTS["(raw launches' arguments)"] += len(args)
+            COUNTS["(raw launches' scalar arguments)"] += sum(not isinstance(a, np.ndarray) for a in args)
 
     def blas(self, *args):
         _count("cublas gemm")

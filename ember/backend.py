@@ -209,6 +209,12 @@ def add_keep_channels_last(a, b):
     if a.shape != b.shape or a.ndim == 0:
         return a + b
     xp = xp_of(a)
+    if xp is not np:  # GPU: one raw launch when both lie in one order (ember/ops/cuda_kernels.py)
+        from ember.ops.cuda_kernels import add_same_order
+
+        y = add_same_order(a, b)
+        if y is not None:
+            return y
     out = empty_as(b if a.ndim == 4 and is_channels_last(b) and not is_channels_last(a) else a)
     if xp is np:  # runs of images on the threads next to shared convolutions (ember.parallel)
         for_slices(lambda n: np.add(a[n], b[n], out=out[n]), len(a), a.size)

@@ -305,9 +305,10 @@ def test_running_update_kernel_matches_numpy():
 
 def test_relu_kernel_matches_numpy():
     x = np.array([-2.0, -0.0, 0.0, 1e-30, 3.0, np.nan, -np.inf, np.inf], dtype=np.float32)
-    y, mask = K.relu_forward(_dev(x))
+    y = K.relu_forward(_dev(x))
     np.testing.assert_array_equal(_host(y), np.maximum(x, 0))
-    np.testing.assert_array_equal(_host(mask), x > 0)
+    g = np.arange(1, 9, dtype=np.float32)
+    np.testing.assert_array_equal(_host(K.relu_backward(_dev(g), y)), g * (x > 0))
 
 
 def _run_optimizer(make, steps: int, device: str):

@@ -85,9 +85,10 @@ def _relu_rows(x, out) -> bool:
 
 class Relu(Function):
     def forward(self, x):
-        if cuda_kernels.fits(x):  # GPU: output and mask in one launch
-            y, self.mask = cuda_kernels.relu_forward(x)
-            return y
+        if cuda_kernels.fits(x):  # GPU: one launch; backward reads the output (y > 0 where x > 0)
+            self.y = cuda_kernels.relu_forward(x)
+            self.mask = None
+            return self.y
         xp = xp_of(x)
         if x.ndim == 0:
             self.mask = x > 0
@@ -106,8 +107,10 @@ class Relu(Function):
         # The gradient takes x's memory order (the mask's), so a channels-last network's
         # gradients stay channels-last even where an NCHW gradient arrives (from pooling).
         xp = xp_of(gy)
-        if cuda_kernels.fits(gy) and gy.shape == self.mask.shape:  # GPU: one launch
-            return cuda_kernels.relu_backward(gy, self.mask)
+        if self.mask is None:  # GPU: one launch
+            if cuda_kernels.fits(gy):
+                return cuda_kernels.relu_backward(gy, self.y)
+            self.mask = self.y > 0  # (a scalar gradient) then as below
         gx = empty_as(self.mask, gy.dtype)
         if gy.ndim == 0:
             return xp.multiply(gy, self.mask, out=gx)

@@ -284,17 +284,19 @@ def _sizes(geometry: tuple) -> str:
 
 
 @functools.cache
-def rows_kernel(geometry: tuple, index: str, window: str):
-    """The gather that lowers x (N, C, H, W; read through its strides sN, sC, sH, sW) to rows
-    (N*OH*OW, G, C/G*KH*KW) for ``geometry`` (``_GEOMETRY``'s sizes): each row holds one output
-    pixel's window of one group, in ``window`` order, "kh kw c" (channels-last runs) or "c kh kw"
-    (the weight's own order). Compiled once per layer geometry: with the sizes as constants, the
-    divisions that split i compile to multiplications (a version taking them as arguments ran
-    ~110 us per ResNet-20 lowering on an H200, most of it in 64-bit divisions)."""
+def rows_kernel(geometry: tuple, strides: tuple, index: str, window: str):
+    """The gather that lowers x (N, C, H, W; read through its element strides sN, sC, sH, sW) to
+    rows (N*OH*OW, G, C/G*KH*KW) for ``geometry`` (``_GEOMETRY``'s sizes): each row holds one
+    output pixel's window of one group, in ``window`` order, "kh kw c" (channels-last runs) or
+    "c kh kw" (the weight's own order). Compiled once per layer geometry and memory layout: with
+    the sizes as constants, the divisions that split i compile to multiplications (a version
+    taking them as arguments ran ~110 us per ResNet-20 lowering on an H200, most of it in 64-bit
+    divisions), and the launch converts no scalars on the host."""
     split = {"kh kw c": "const int c = r % Cg; r /= Cg; const int kw = r % KW; r /= KW; const int kh = r % KH;",
              "c kh kw": "const int kw = r % KW; r /= KW; const int kh = r % KH; r /= KH; const int c = r % Cg;"}[window]
-    return Loop(f"ember_rows_{window.replace(' ', '')}", "const T* x, int sN, int sC, int sH, int sW, T* row",
-                _sizes(geometry) + f"""
+    sN, sC, sH, sW = strides
+    return Loop(f"ember_rows_{window.replace(' ', '')}", "const T* x, T* row",
+                _sizes(geometry) + f"const long long sN = {sN}, sC = {sC}, sH = {sH}, sW = {sW};" + f"""
         // one thread per entry of rows (n, oh, ow, group, then the window's axes): the input
         // element it reads, or 0 where the window reaches into the padding
         {index} r = i;
@@ -307,7 +309,7 @@ def rows_kernel(geometry: tuple, index: str, window: str):
         const int h = oh * SH - PT + kh * DH;
         const int w = ow * SW - PL + kw * DW;
         row[i] = (h < 0 || h >= H || w < 0 || w >= W) ? T(0)
-            : x[(long long)n * sN + (long long)(grp * Cg + c) * sC + (long long)h * sH + (long long)w * sW];
+            : x[n * sN + (grp * Cg + c) * sC + h * sH + w * sW];
         """)
 
 
@@ -331,9 +333,9 @@ def lower_rows(x, g, groups: int, pads: tuple, window: str, out=None):
     N, C, H, W = x.shape
     size = N * g.OH * g.OW * C * g.KH * g.KW
     out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
-    sN, sC, sH, sW = (s // x.itemsize for s in x.strides)
-    kernel = rows_kernel(geometry_of(x.shape, g, groups, pads), index_type(size), window)
-    kernel(size, x, sN, sC, sH, sW, out, dtype=x.dtype)
+    strides = tuple([s // x.itemsize for s in x.strides])
+    kernel = rows_kernel(geometry_of(x.shape, g, groups, pads), strides, index_type(size), window)
+    kernel(size, x, out, dtype=x.dtype)
     return out.reshape(N * g.OH * g.OW, groups, -1)
 
 
@@ -347,36 +349,51 @@ def im2row(x, g, groups: int, pads: tuple, out=None):
     return lower_rows(x, g, groups, pads, "kh kw c", out)
 
 
-# ---- ReLU -----------------------------------------------------------------------------------------
+# ---- ReLU and the residual sum ---------------------------------------------------------------------
 @functools.cache
 def _relu_fwd():
-    return Loop("ember_relu_fwd", "const T* x, T* y, bool* mask", """
+    return Loop("ember_relu_fwd", "const T* x, T* y", """
         const T v = x[i];
-        mask[i] = v > T(0);
         y[i] = (v > T(0) || v != v) ? v : T(0);  // NaN passes through, as maximum(x, 0)
         """)
 
 
 def relu_forward(x):
-    """``(maximum(x, 0), x > 0)`` in one launch, both in x's memory order."""
+    """``maximum(x, 0)`` in one launch, in x's memory order."""
     if not backend.is_dense(x):
         x = _cp().ascontiguousarray(x)
-    y = backend.empty_as(x)  # element i is the same in all three memories
-    mask = backend.empty_as(x, np.bool_)
-    _relu_fwd()(x.size, x, y, mask, dtype=x.dtype)
-    return y, mask
+    y = backend.empty_as(x)  # element i is the same in both memories
+    _relu_fwd()(x.size, x, y, dtype=x.dtype)
+    return y
 
 
 @functools.cache
 def _relu_bwd():
-    return Loop("ember_relu_bwd", "const T* g, const bool* mask, T* gx", "gx[i] = g[i] * T(mask[i]);")
+    return Loop("ember_relu_bwd", "const T* g, const T* y, T* gx", "gx[i] = y[i] > T(0) ? g[i] : T(0);")
 
 
-def relu_backward(gy, mask):
-    """``gy * mask`` in the mask's memory order, one launch (CuPy's multiply of a float and a bool
-    array costs more host time in type resolution)."""
-    gx = backend.empty_as(mask, gy.dtype)
-    if gy.strides != gx.strides:  # gy lies in another order than the mask: copied into its order
+def relu_backward(gy, y):
+    """``gy * (y > 0)`` from ReLU's output y (positive exactly where its input was), in y's memory
+    order, one launch; no mask is kept between the passes."""
+    gx = backend.empty_as(y, gy.dtype)
+    if gy.strides != gx.strides:  # gy lies in another order than y: copied into its order
         gy = backend.copy_as(gy, gx)
-    _relu_bwd()(gx.size, gy, mask, gx, dtype=gy.dtype)
+    _relu_bwd()(gx.size, gy, y, gx, dtype=gy.dtype)
     return gx
+
+
+@functools.cache
+def _add():
+    return Loop("ember_add", "const T* a, const T* b, T* y", "y[i] = a[i] + b[i];")
+
+
+def add_same_order(a, b):
+    """``a + b`` in one launch for same-shaped arrays lying densely in the same memory order (a
+    residual sum, or two gradients of one activation); None for anything else. CuPy's ``add``
+    resolves types and strides on the host first.
+    """
+    if a.shape != b.shape or a.strides != b.strides or not fits(a, b) or not backend.is_dense(a):
+        return None
+    y = backend.empty_as(a)
+    _add()(a.size, a, b, y, dtype=a.dtype)
+    return y

@@ -228,6 +228,11 @@ def running_update(buf, value, momentum: float) -> None:
 # per thread and writes the output; its first C threads also save each channel's mean and
 # invstd for backward and move the running statistics. Sums of squares in double keep
 # var = E[x^2] - mean^2 exact to float32 precision unless |mean| / std > ~1e4.
+#
+# A layer's sizes, memory layout, eps and options are compiled into its kernels as constants
+# (``_constants``; the kernels are cached per layer shape, not per batch size): CuPy turns each
+# scalar argument of a launch into a C value on the host, which cost batch norm's launches,
+# with up to 20 arguments, more host time than the launch itself (bench/gpu_host.py counts them).
 _STAT_SUMS = """
     const int c = ia == 1 ? i % C : i / S;
     const long long s = ia == 1 ? i / C : i % S;
@@ -242,15 +247,28 @@ _STAT_SUMS = """
 """
 
 
+def _constants(**values) -> str:
+    """C declarations of a kernel's compile-time constants: ints (bools as 0 or 1), and floats
+    as doubles written exactly (Python's repr of a float reads back as the same double)."""
+    decls = []
+    for name, v in values.items():
+        if isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"batch_norm: {name} must be finite, got {v}")
+            decls.append(f"const double {name} = {v!r};")
+        else:
+            decls.append(f"const int {name} = {int(v)};")
+    return " ".join(decls)
+
+
 @functools.cache
-def _stat_sums(kind: str):
+def _stat_sums(kind: str, C: int, ia: int, ib: int):
     body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
             # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib)
             "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * r[c];"
             }[kind]
-    return Loop(f"ember_bn_sums_{kind}",
-                "const T* a, const T* b, const T* m, const T* r, int n, int C, int ia, int ib, int S, double* sums",
-                _STAT_SUMS.replace("BODY", body))
+    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, const T* m, const T* r, long long n, int S, double* sums",
+                _constants(C=C, ia=ia, ib=ib) + _STAT_SUMS.replace("BODY", body))
 
 
 def _sums(kind: str, lay, other=None, mean=None, invstd=None):
@@ -263,18 +281,17 @@ def _sums(kind: str, lay, other=None, mean=None, invstd=None):
     sums = cp.zeros(2 * C, dtype=np.float64)
     b, ib = (flat, ia) if other is None else other
     m, r = (flat, flat) if mean is None else (mean, invstd)
-    _stat_sums(kind)(C * S, flat, b, m, r, n, C, ia, ib, S, sums, dtype=flat.dtype)
+    _stat_sums(kind, C, ia, ib)(C * S, flat, b, m, r, n, S, sums, dtype=flat.dtype)
     return sums
 
 
 @functools.cache
-def _bn_forward():
+def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track: bool, has_count: bool):
     return Loop(
         "ember_bn_forward",
-        "const T* x, const double* sums, const T* w, const T* b, int C, int inner, double inv_n, double eps, "
-        "int has_w, int has_b, int track, double momentum, double unbias, int has_count, "
+        "const T* x, const double* sums, const T* w, const T* b, double inv_n, double momentum, double unbias, "
         "T* y, T* mean_out, T* invstd_out, T* run_mean, T* run_var, long long* count",
-        """
+        _constants(C=C, inner=inner, eps=eps, has_w=has_w, has_b=has_b, track=track, has_count=has_count) + """
         // element i of x and y in their (shared) memory order; its channel c
         if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
         const int c = (i / inner) % C;
@@ -314,21 +331,21 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     y = backend.empty_as(x)
     mean, invstd = cp.empty((2, C), dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
+    kernel = _bn_forward(C, ia, float(eps), w is not None, b is not None, running is not None, count is not None)
     # x lies densely (lay) and y in the same order: element i is the same in both memories
-    _bn_forward()(x.size, x, sums, mean if w is None else w, mean if b is None else b, C, ia, 1.0 / n, eps,
-                  w is not None, b is not None, running is not None, momentum, unbias, count is not None,
-                  y, mean, invstd, rm, rv, cp.empty(1, np.int64) if count is None else count.reshape(1),
-                  dtype=x.dtype)
+    # (absent arrays are compiled out of the kernel: any address stands in for them)
+    kernel(x.size, x, sums, mean if w is None else w, mean if b is None else b, 1.0 / n, momentum, unbias,
+           y, mean, invstd, rm, rv, mean if count is None else count, dtype=x.dtype)
     return y, mean, invstd
 
 
 @functools.cache
-def _bn_backward():
+def _bn_backward(C: int, inner: int, has_w: bool):
     return Loop(
         "ember_bn_backward",
-        "const T* g, const T* x, const double* sums, const T* mean, const T* invstd, const T* w, int C, int inner, "
-        "double inv_m, int has_w, T* gx, T* gw, T* gb",
-        """
+        "const T* g, const T* x, const double* sums, const T* mean, const T* invstd, const T* w, double inv_m, "
+        "T* gx, T* gw, T* gb",
+        _constants(C=C, inner=inner, has_w=has_w) + """
         // element i of g, x and gx in x's memory order; its channel c
         const int c = (i / inner) % C;
         const T xhat = (x[i] - mean[c]) * invstd[c];
@@ -356,6 +373,6 @@ def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     if g.strides != x.strides:  # g lies in another order than x: copied into x's
         g = backend.copy_as(g, x)
-    _bn_backward()(x.size, g, x, sums, mean, invstd, mean if w is None else w, C, lay[3], 1.0 / n, w is not None,
-                   gx, gw, gb, dtype=x.dtype)
+    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, mean, invstd, mean if w is None else w, 1.0 / n,
+                                           gx, gw, gb, dtype=x.dtype)
     return gx, gw, gb
