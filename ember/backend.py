@@ -137,7 +137,24 @@ def is_channels_last(x) -> bool:
     Rows-lowered convolutions return their output this way (ember.ops.conv_lowering), and
     elementwise ops, batch norm and ReLU keep it, so a network's activations stay channels-last.
     """
-    return x.ndim == 4 and x.transpose(0, 2, 3, 1).flags.c_contiguous
+    return x.ndim == 4 and _lies_in(x, (0, 2, 3, 1))
+
+
+def _lies_in(a, order: tuple) -> bool:
+    """Whether a's elements fill a block of memory with its axes nested in ``order`` (outermost
+    first): ``a.transpose(order)`` is C-contiguous. Read off the strides (axes of length 1 lie
+    anywhere), without making the transposed view: on a GPU each view costs the host ~1 us,
+    and most arrays of a training step are asked this."""
+    if a.size == 0:
+        return True
+    shape, strides = a.shape, a.strides
+    expect = a.itemsize
+    for i in reversed(order):
+        if shape[i] != 1:
+            if strides[i] != expect:
+                return False
+            expect *= shape[i]
+    return True
 
 
 def _memory_perm(a):
@@ -160,7 +177,7 @@ def is_dense(a) -> bool:
     """Whether a fills a block of memory without gaps, in some order of its axes (C-contiguous,
     channels-last ...): then element i of a and of ``empty_as(a)`` sit at the same offset."""
     order = _memory_perm(a)
-    return order is None and a.flags.c_contiguous or order is not None and a.transpose(order[0]).flags.c_contiguous
+    return a.flags.c_contiguous if order is None else _lies_in(a, order[0])
 
 
 def memory_order(a, *others) -> tuple:

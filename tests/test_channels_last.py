@@ -114,3 +114,22 @@ def test_empty_as_and_memory_order_follow_the_memory_layout(shape, perm):
     assert empty_as(a, np.bool_).strides == tuple(s // 4 for s in b.strides)
     ordered, same = memory_order(a, a)
     assert ordered.flags.c_contiguous and same.strides == ordered.strides
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (2, 3, 0, 5), (3, 5), (4,)])
+def test_layout_checks_read_from_strides_agree_with_the_transposed_views(shape):
+    """is_channels_last and is_dense work from the strides alone; every memory order of every
+    shape, and views with gaps, reversed or cut to one element along an axis, agree with the flags
+    of the transposed view they used to make."""
+    import itertools
+
+    from ember.backend import _memory_perm, is_dense
+
+    base = np.zeros(shape, dtype=np.float32)
+    for perm in itertools.permutations(range(len(shape))):
+        a = np.ascontiguousarray(base.transpose(perm)).transpose(np.argsort(perm))
+        for v in [a] + ([a[:, ::2], a[..., :1], a[::-1]] if a.ndim >= 2 else [a[::2]]):
+            assert is_channels_last(v) == (v.ndim == 4 and v.transpose(0, 2, 3, 1).flags.c_contiguous)
+            order = _memory_perm(v)
+            dense = v.flags.c_contiguous if order is None else v.transpose(order[0]).flags.c_contiguous
+            assert is_dense(v) == dense, (v.shape, v.strides)

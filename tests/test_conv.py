@@ -207,3 +207,21 @@ def test_channels_last_memory_flows_through_conv_bn_relu(rng):
         yt.backward(torch.tensor(np.ascontiguousarray(g)))
         for e, t, what in zip(es, ts, ("x", "w1", "w2", "gamma", "beta")):
             assert rel_err(e.grad.data, t.grad.numpy()) <= 1e-3, (what, upstream_channels_last)
+
+
+def test_conv2d_remembers_checked_geometries_and_still_checks_every_call():
+    """conv2d looks up the geometry of a call it has seen (ops/conv.py's _conv2d_geometry): a new
+    input size gets its own, list arguments (unhashable) work uncached, bad arguments raise each time."""
+    from ember.ops import conv as C
+
+    w = ember.randn(4, 3, 3, 3)
+    for size in (8, 9, 8):
+        y = F.conv2d(ember.randn(2, 3, size, size), w, stride=2, padding=1)
+        assert y.shape == (2, 4, (size + 1) // 2, (size + 1) // 2)
+    assert F.conv2d(ember.randn(1, 3, 8, 8), w, stride=[2, 1], padding=[1, 0]).shape == (1, 4, 4, 6)
+    assert any(key[3] == 2 for key in C._GEOMETRIES)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="conv2d: groups"):
+            F.conv2d(ember.randn(2, 3, 8, 8), w, groups=0)
+        with pytest.raises(ShapeError, match="smaller than the kernel"):
+            F.conv2d(ember.randn(2, 3, 2, 2), w)

@@ -221,6 +221,22 @@ def test_batch_norm_gpu_route_matches_cpu(affine, track, dtype, channels_last):
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
 
 
+def test_batch_norm_gpu_route_backward_twice_with_retain_graph():
+    """Backward sums into zeros that forward handed out; a second backward gets new ones."""
+    x = RNG.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    gy = RNG.standard_normal(x.shape).astype(np.float32)
+    bn = ember.nn.BatchNorm2d(3).to("cuda")
+    xt = ember.Tensor(_dev(x), requires_grad=True)
+    y = bn(xt)
+    grads = []
+    for _ in range(2):
+        xt.grad = bn.weight.grad = None
+        y.backward(gradient=ember.Tensor(_dev(gy)), retain_graph=True)
+        grads.append([asnumpy(t.grad.data) for t in (xt, bn.weight)])
+    for a, b in zip(*grads):  # (the GPU's atomic sums may add in another order)
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_forward_kernel_matches_numpy():
     from ember.ops import cuda_norm as CN
 
@@ -229,7 +245,9 @@ def test_batch_norm_forward_kernel_matches_numpy():
     rm, rv = RNG.standard_normal(3), RNG.random(3) + 0.5
     running = (_dev(rm.copy()), _dev(rv.copy()), 0.1, 20 / 19)  # copies: the emulator's _dev aliases
     xd = _dev(x)
-    y, mean, invstd = CN.batch_norm_forward(xd, CN._channel_layout(xd, (0, 2)), _dev(w), _dev(b), 1e-5, running)
+    y, mean, invstd, zeros = CN.batch_norm_forward(xd, CN._channel_layout(xd, (0, 2)), _dev(w), _dev(b), 1e-5,
+                                                   running)
+    assert zeros.shape == (6,) and not asnumpy(zeros).any()  # backward's sums start from these
     m, v = x.mean((0, 2)), x.var((0, 2))
     np.testing.assert_allclose(asnumpy(mean), m, rtol=1e-12)
     np.testing.assert_allclose(asnumpy(invstd), 1 / np.sqrt(v + 1e-5), rtol=1e-8)

@@ -161,13 +161,33 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if isinstance(input, Tensor) and input.ndim == 3:
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     _check_operands("conv2d", input, weight, bias, 2)
+    g = _conv2d_geometry(input, weight, bias, stride, padding, dilation, groups)
+    inputs = (input, weight) if bias is None else (input, weight, bias)
+    return Conv2d.apply(*inputs, g=g, groups=groups)
+
+
+_GEOMETRIES: dict = {}  # conv2d's checked geometries, by shapes and arguments
+
+
+def _conv2d_geometry(input, weight, bias, stride, padding, dilation, groups) -> Geometry:
+    """The checked geometry of a conv2d call. A layer asks the same every step, so each is
+    worked out once per shapes and arguments and then looked up (the checks and the geometry
+    cost ~10 us of host time per call, which a GPU step that waits on its host feels)."""
+    key = (input.shape, weight.shape, bias is None or bias.shape, stride, padding, dilation, groups)
+    try:
+        return _GEOMETRIES[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable argument (a list): checked every call
+        key = None
     k, s, d = weight.shape[2:], pair("conv2d", "stride", stride), pair("conv2d", "dilation", dilation)
     _check_channels("conv2d", input, weight, bias, groups, in_dim=1, out_channels=weight.shape[0])
     p = _padding4("conv2d", padding, k, d, s)
     g = make_geometry(input.shape[2], input.shape[3], k, s, d, p)
     _check_extent("conv2d", input, weight, p, k, d, g)
-    inputs = (input, weight) if bias is None else (input, weight, bias)
-    return Conv2d.apply(*inputs, g=g, groups=groups)
+    if key is not None and len(_GEOMETRIES) < 4096:
+        _GEOMETRIES[key] = g
+    return g
 
 
 def _check_channels(op: str, x: Tensor, w: Tensor, b, groups, in_dim: int, out_channels: int) -> None:

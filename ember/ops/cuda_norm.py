@@ -271,14 +271,14 @@ def _stat_sums(kind: str, C: int, ia: int, ib: int):
                 _constants(C=C, ia=ia, ib=ib) + _STAT_SUMS.replace("BODY", body))
 
 
-def _sums(kind: str, lay, other=None, mean=None, invstd=None):
+def _sums(kind: str, lay, other=None, mean=None, invstd=None, out=None):
     """(2, C) float64 totals over a (``_channel_layout``) per channel: sum(a) and sum(a^2) for
-    kind "x"; sum(a) and sum(a * xhat), xhat = (other - mean) * invstd, for kind "g"."""
-    cp = _cp()
+    kind "x"; sum(a) and sum(a * xhat), xhat = (other - mean) * invstd, for kind "g". Added
+    into ``out`` (2 * C zeros) when given."""
     flat, k, n, ia = lay
     C = flat.size // n
     S = max(1, min(n, 32768 // C))
-    sums = cp.zeros(2 * C, dtype=np.float64)
+    sums = _cp().zeros(2 * C, dtype=np.float64) if out is None else out
     b, ib = (flat, ia) if other is None else other
     m, r = (flat, flat) if mean is None else (mean, invstd)
     _stat_sums(kind, C, ia, ib)(C * S, flat, b, m, r, n, S, sums, dtype=flat.dtype)
@@ -314,7 +314,8 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
 
 def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
-    launches: (y in x's memory order, mean (C,), invstd (C,)). ``running`` = (running_mean,
+    launches: (y in x's memory order, mean (C,), invstd (C,), zeros for backward's sums: (2 * C,)
+    float64, from the same allocation and memset as forward's own). ``running`` = (running_mean,
     running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased);
     ``count``, an int64 array of one element, is advanced by one.
 
@@ -327,7 +328,8 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     cp = _cp()
     flat, k, n, ia = lay
     C = flat.size // n
-    sums = _sums("x", lay)
+    zeros = cp.zeros(4 * C, dtype=np.float64)
+    sums = _sums("x", lay, out=zeros[:2 * C])
     y = backend.empty_as(x)
     mean, invstd = cp.empty((2, C), dtype=x.dtype)
     rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
@@ -336,7 +338,7 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     # (absent arrays are compiled out of the kernel: any address stands in for them)
     kernel(x.size, x, sums, mean if w is None else w, mean if b is None else b, 1.0 / n, momentum, unbias,
            y, mean, invstd, rm, rv, mean if count is None else count, dtype=x.dtype)
-    return y, mean, invstd
+    return y, mean, invstd, zeros[2 * C:]
 
 
 @functools.cache
@@ -359,16 +361,17 @@ def _bn_backward(C: int, inner: int, has_w: bool):
     )
 
 
-def batch_norm_backward(g, x, lay, glay, mean, invstd, w):
+def batch_norm_backward(g, x, lay, glay, mean, invstd, w, zeros=None):
     """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, in three
-    launches; x and g laid out per channel as lay and glay.
+    launches (two when given ``zeros``, the 2 * C float64 zeros forward handed out, which it sums into);
+    x and g laid out per channel as lay and glay.
 
     NumPy equivalent: ``xhat = (x - mean) * invstd;  gb = g.sum(axes);  gw = (g * xhat).sum(axes);
     gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per channel.
     """
     cp = _cp()
     C, n = mean.size, lay[2]
-    sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd)
+    sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd, out=zeros)
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     if g.strides != x.strides:  # g lies in another order than x: copied into x's

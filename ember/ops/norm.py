@@ -187,21 +187,22 @@ class Normalize(Function):
             rm_a, rv_a = (t.data if t is not None else cp.empty(C, x.dtype) for t in (rm, rv))
             running = (rm_a, rv_a, momentum, unbias)
         wf, bf = (p if p is None or p.ndim == 1 else p.reshape(-1) for p in (w, b))
-        y, mean, invstd = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
-                                                       None if counter is None else counter.data)
+        y, mean, invstd, zeros = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
+                                                              None if counter is None else counter.data)
         for t in (rm, rv, counter):
             if t is not None:
                 t._vc[0] += 1
-        return [x, lay, mean, invstd, wf, y]
+        return [x, lay, mean, invstd, wf, zeros, y]
 
     def _fused_backward(self, gy):
-        x, lay, mean, invstd, w = self.fused
+        x, lay, mean, invstd, w, zeros = self.fused
+        self.fused[5] = None  # summed into below: a second backward (retain_graph) gets new zeros
         g = gy.reshape(self.view)
         glay = cuda_norm._channel_layout(g, self.axes)
         if glay is None:  # neither memory order: one copy
             g = xp_of(g).ascontiguousarray(g)
             glay = cuda_norm._channel_layout(g, self.axes)
-        gx, gw, gb = cuda_norm.batch_norm_backward(g, x, lay, glay, mean, invstd, w)
+        gx, gw, gb = cuda_norm.batch_norm_backward(g, x, lay, glay, mean, invstd, w, zeros)
         grads = [gx.reshape(self.shape) if self.needs_input_grad[0] else None]
         for p, shape in zip([gw] * self.has_w + [gb] * self.has_b, self.param_shapes):
             grads.append(p if p.shape == shape else p.reshape(shape))
