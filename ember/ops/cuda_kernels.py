@@ -39,9 +39,13 @@ _FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 def fits(*arrays) -> bool:
     """True when all arrays are CuPy arrays of one dtype, float32 or float64 (what these kernels handle)."""
     cp = backend._cupy
-    if cp is None or not all(isinstance(a, cp.ndarray) for a in arrays):
+    if cp is None or not isinstance(arrays[0], cp.ndarray):
         return False
-    return arrays[0].dtype in _FLOAT and all(a.dtype == arrays[0].dtype for a in arrays)
+    dtype = arrays[0].dtype
+    for a in arrays:  # (a plain loop: this runs before most GPU ops, and generators cost the host more)
+        if not isinstance(a, cp.ndarray) or a.dtype != dtype:
+            return False
+    return dtype in _FLOAT
 
 
 def _cp():
@@ -72,6 +76,7 @@ class Loop:
         for p in params.split(","):
             decl = p.strip().rsplit(" ", 1)[0].replace("const ", "").strip()
             self.kinds.append(None if "*" in decl else ("T" if decl == "T" else self._VALUES[decl]))
+        self.scalars = any(k is not None for k in self.kinds)  # else the arguments pass as they are
         self.kernels: dict = {}
 
     def _compile(self, dtype):
@@ -88,11 +93,10 @@ class Loop:
 
     def __call__(self, n: int, *args, dtype) -> None:
         kernel, kinds = self.kernels.get(dtype) or self._compile(dtype)
-        values = [np.int64(n)]
-        for k, a in zip(kinds, args):
-            values.append(a if k is None else k(a))
+        if self.scalars:
+            args = [a if k is None else k(a) for k, a in zip(kinds, args)]
         if n > 0:
-            kernel((min((n + 255) // 256, 1 << 20),), (256,), tuple(values))
+            kernel((min((n + 255) // 256, 1 << 20),), (256,), (np.int64(n), *args))
 
 
 # ---- max pooling -----------------------------------------------------------------------------------
