@@ -51,6 +51,12 @@ def cupy_rows(sync) -> list:
     ew_raw = cp.ElementwiseKernel("raw T a, raw T b, int32 n", "T c", "c = a[i] * b[i % n];", "bench_ew_raw")
     raw = cp.RawKernel(r"""extern "C" __global__ void bench_raw(const float* a, const float* b, float* c, int n) {
         int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) c[i] = a[i] * b[i] + 1.0f; }""", "bench_raw")
+    raw16 = cp.RawKernel(r"""extern "C" __global__ void bench_raw16(const float* a, const float* b, float* c, int n,
+        int k0, int k1, int k2, int k3, int k4, int k5, int k6, int k7, double f0, double f1, double f2, double f3,
+        double f4, double f5, double f6) {
+        int i = blockIdx.x * blockDim.x + threadIdx.x; if (i < n) c[i] = a[i] * b[i] + (float)(k0 + f0); }""",
+                         "bench_raw16")
+    scalars16 = (np.int32(1024), *[np.int32(k) for k in range(8)], *[np.float64(k) for k in range(7)])
     red = cp.ReductionKernel("T x", "T y", "x", "a + b", "y = a", "0", "bench_sum")
     w = cp.ones((16, 16, 3, 3), dtype=cp.float32)
     a2, b2 = cp.ones((256, 144), dtype=cp.float32), cp.ones((144, 16), dtype=cp.float32)
@@ -68,6 +74,7 @@ def cupy_rows(sync) -> list:
         ("cupy: ElementwiseKernel, raw inputs + int", lambda: ew_raw(x, y, 1024, out)),
         ("cupy: ElementwiseKernel, raw inputs + np.int32", lambda: ew_raw(x, y, n, out)),
         ("cupy: RawKernel launch", lambda: raw((4,), (256,), (x, y, out, n))),
+        ("cupy: RawKernel launch, 16 scalar arguments", lambda: raw16((4,), (256,), (x, y, out, *scalars16))),
         ("cupy: ReductionKernel over axis 0", lambda: red(x.reshape(4, 256), axis=0)),
         ("cupy: x.sum()", lambda: x.sum()),
         ("cupy: empty((128,16,32,32))", lambda: cp.empty((128, 16, 32, 32), dtype=cp.float32)),
