@@ -91,6 +91,10 @@ class Counted(np.ndarray):
             return out[0] if len(out) == 1 else out
         return res.view(Counted) if isinstance(res, np.ndarray) else res
 
+    def fill(self, value):
+        _count("x.fill(v) (fill kernel)")
+        np.ndarray.fill(self.view(np.ndarray), value)
+
     def __setitem__(self, key, value):
         _count("x[...] = y (copy kernel)")
         with _paused():
@@ -212,7 +216,7 @@ def main() -> None:
     for key, n in COUNTS.items():
         kind = key.split()[0]
         if not kind.startswith(("cupy.", "(")):  # cupy.<function> calls: their arrays are counted as arrays made
-            kinds[{"x[...]": "setitem", "arrays": "array"}.get(kind, kind)] += n
+            kinds[{"x[...]": "setitem", "x.fill(v)": "setitem", "arrays": "array"}.get(kind, kind)] += n
     estimate = sum(COST_US[k] * n for k, n in kinds.items()) / 1e3
     print(f"ResNet-20 training step, batch {args.batch}, GPU code paths with no-op kernels (per step):")
     for key, n in sorted(COUNTS.items(), key=lambda kv: (-kv[1], kv[0])):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import check_same_device, is_channels_last, scatter_add, xp_of, zeros_in_layout
+from ember.backend import check_same_device, empty_as, is_channels_last, scatter_add, xp_of, zeros_in_layout
 from ember.errors import ShapeError
 from ember.tensor import Tensor
 
@@ -257,20 +257,23 @@ def unbind(x: Tensor, dim: int = 0) -> list:
 
 
 class Pad(Function):
-    """Constant padding; ``widths`` is NumPy's per-dim ((before, after), ...)."""
+    """Constant padding; ``widths`` is NumPy's per-dim ((before, after), ...). The result lies in
+    memory in x's axis order (a channels-last x gives a channels-last result, as a ResNet's
+    padded shortcut then adds to channels-last activations in one pass): filled, then x copied in."""
 
     def forward(self, x, widths, value):
-        xp = xp_of(x)
         crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for (b, a), n in zip(widths, x.shape))
-        pos = tuple((max(b, 0), max(a, 0)) for b, a in widths)
-        self.shape, self.crop, self.pos = x.shape, crop, pos
-        return xp.pad(x[crop], pos, constant_values=value)
+        inner = tuple(slice(max(b, 0), max(b, 0) + c.stop - c.start) for (b, a), c in zip(widths, crop))
+        self.shape, self.crop, self.inner = x.shape, crop, inner
+        y = empty_as(x, shape=tuple(s.stop - s.start + max(b, 0) + max(a, 0) for (b, a), s in zip(widths, crop)))
+        y.fill(value)
+        y[inner] = x[crop]
+        return y
 
     def backward(self, gy):
-        xp = xp_of(gy)
-        inner = tuple(slice(b, gy.shape[i] - a) for i, (b, a) in enumerate(self.pos))
-        gx = xp.zeros(self.shape, dtype=gy.dtype)
-        gx[self.crop] = gy[inner]
+        gx = empty_as(gy, shape=self.shape)  # in the gradient's memory order
+        gx.fill(0)
+        gx[self.crop] = gy[self.inner]
         return gx
 
 
