@@ -169,24 +169,30 @@ class Normalize(Function):
 
     def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running):
         """On a GPU, for statistics per channel (one kept axis; w and b, as given, one value per
-        channel; float32/64 running buffers like x): [x, its layout, mean, invstd, w, y] from
-        cuda_norm.batch_norm_forward; else None."""
-        lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *(p for p in (w, b) if p is not None)) else None
-        C = x.shape[lay[1]] if lay is not None else 0
-        if lay is None or any(p.size != C or self.pshape[lay[1]] != C or not p.flags.c_contiguous
-                              for p in (w, b) if p is not None):
+        channel; float32/64 running buffers like x): [x, its layout, mean, invstd, w, zeros for
+        backward, y] from cuda_norm.batch_norm_forward; else None. (Plain loops and tests: this
+        runs for every batch norm of a GPU training step, whose host time is its cost.)"""
+        params = [p for p in (w, b) if p is not None]
+        lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *params) else None
+        if lay is None:
             return None
+        C = x.shape[lay[1]]
+        for p in params:
+            if p.size != C or self.pshape[lay[1]] != C or not p.flags.c_contiguous:
+                return None
         rm, rv, momentum, unbias, counter = running if running is not None else (None, None, 0.0, 1.0, None)
         bufs = [t.data for t in (rm, rv) if t is not None]
-        if bufs and not all(a.dtype == x.dtype and a.flags.c_contiguous and a.size == C for a in bufs):
-            return None  # the generic path updates them
+        for a in bufs:
+            if a.dtype != x.dtype or not a.flags.c_contiguous or a.size != C:
+                return None  # the generic path updates them
         if counter is not None and (counter.data.dtype != np.int64 or counter.data.shape not in ((), (1,))):
             return None
         if bufs:
-            cp = xp_of(x)
-            rm_a, rv_a = (t.data if t is not None else cp.empty(C, x.dtype) for t in (rm, rv))
+            rm_a = rm.data if rm is not None else xp_of(x).empty(C, x.dtype)
+            rv_a = rv.data if rv is not None else xp_of(x).empty(C, x.dtype)
             running = (rm_a, rv_a, momentum, unbias)
-        wf, bf = (p if p is None or p.ndim == 1 else p.reshape(-1) for p in (w, b))
+        wf = w if w is None or w.ndim == 1 else w.reshape(-1)
+        bf = b if b is None or b.ndim == 1 else b.reshape(-1)
         y, mean, invstd, zeros = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
                                                               None if counter is None else counter.data)
         for t in (rm, rv, counter):
