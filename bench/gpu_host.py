@@ -143,6 +143,8 @@ def count_arrays():
 
         def call(*args, **kwargs):
             _count(f"cupy.{name}")
+            if _ACTIVE[0] and WHERE:
+                WHERE[f"cupy.{name} from " + _ember_caller()] += 1
             res = fn(*args, **kwargs)
             if isinstance(res, np.ndarray) and not isinstance(res, Counted):
                 with _paused():
@@ -182,7 +184,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--where", type=int, default=0, metavar="N",
-                    help="list the N ember functions that make the most arrays")
+                    help="list the N ember lines that make the most arrays (cupy.<function> calls and views)")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="print cProfile's N costliest functions")
     args = ap.parse_args()
     install()
@@ -223,7 +225,7 @@ def main() -> None:
         print(f"  {n:5d}  {key}")
     print("  calls by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
     for key, n in WHERE.most_common(args.where):
-        print(f"  arrays made in {key}: {n}")
+        print(f"  {n:5d}  {key if key.startswith('cupy.') else 'views and ufunc results from ' + key}")
     print(f"ember host floor (Python + NumPy stand-ins, no kernels): {best:.2f} ms/step")
     print(f"CuPy's host time for these calls, estimated from COST_US: {estimate:.1f} ms/step")
 

@@ -1,0 +1,29 @@
+"""bench/gpu_host.py: a ResNet-20 training step down every GPU code path, on the CPU.
+
+The script runs ember's GPU branches with the emulated CuPy of tests/cuda_emulator.py and every
+kernel a counting no-op (no compiler needed), in a subprocess (it replaces ember's array module).
+So CI, which has no GPU, still walks the GPU step's Python end to end, and the counts guard the
+routes that keep that step's host work small.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_gpu_host_counts_a_resnet20_steps_cupy_calls():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "gpu_host.py"), "--steps", "1", "--where", "5"],
+                         capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    counts = {key.strip(): int(n) for n, key in re.findall(r"^\s+(\d+)\s+(\S.*)$", out.stdout, re.M)}
+    assert counts["raw ember_bn_forward_float"] == counts["raw ember_relu_fwd_float"] == 19
+    assert counts["cublas gemm"] == 56  # three per convolution, two for the first (no input gradient)
+    assert counts["raw ember_add_float"] >= 18  # every residual sum, the padded shortcuts' too
+    assert "cupy.pad" not in counts and counts.get("ufunc add", 0) <= 1
+    assert sum(n for key, n in counts.items() if key.startswith("ufunc")) <= 10
+    assert counts["(raw launches' scalar arguments)"] <= 2 * sum(n for k, n in counts.items() if k.startswith("raw "))
+    assert re.search(r"host floor .*: \d+\.\d+ ms/step", out.stdout)
