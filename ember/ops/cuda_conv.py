@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from ember.ops import cuda_kernels, cuda_norm
 from ember.ops.cuda_gemm import gemm
 from ember.ops.cuda_kernels import Loop, _cp, _sizes
@@ -100,7 +98,9 @@ def row2im(rows, g, groups: int, pads: tuple, gx):
 
 
 def _chunks(N: int, per_image: int) -> list:
-    """(n0, n1) chunks of the batch whose lowered rows fit ``_BUDGET`` floats (one chunk, usually)."""
+    """(n0, n1) chunks of the batch whose lowered rows fit ``_BUDGET`` floats (one chunk, usually:
+    then the passes below use their arrays whole, without slicing views, each of which costs the
+    host ~1 us on a GPU)."""
     step = max(1, _BUDGET // max(1, per_image))
     return [(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
 
@@ -116,13 +116,16 @@ def gy_rows(gy):
 def forward(x, w, b, g, groups: int, pads: tuple):
     """conv2d of x (N, C, H, W) with w (OC, C/G, KH, KW) (+ b (OC,)): y (N, OC, OH, OW), lying channels-last."""
     N, OC = x.shape[0], w.shape[0]
-    G, L = groups, g.OH * g.OW
+    G, L, Kg = groups, g.OH * g.OW, w.size // OC
     y = _cp().empty((N, g.OH, g.OW, OC), dtype=x.dtype)
     y3 = y.reshape(N * L, G, OC // G)
-    wt = w.reshape(G, OC // G, -1).transpose(0, 2, 1)  # (G, Kg, OCg): a transposed view, no copy
-    for n0, n1 in _chunks(N, L * w[0].size * G):
-        rows = im2row(x[n0:n1], g, G, pads)
-        gemm(rows.transpose(1, 0, 2), wt, y3[n0 * L:n1 * L].transpose(1, 0, 2))  # per group (nb*L, Kg) @ (Kg, OCg)
+    wt = w.reshape(G, OC // G, Kg).transpose(0, 2, 1)  # (G, Kg, OCg): a transposed view, no copy
+    chunks = _chunks(N, L * Kg * G)
+    for n0, n1 in chunks:
+        whole = len(chunks) == 1
+        rows = im2row(x if whole else x[n0:n1], g, G, pads)
+        ys = y3 if whole else y3[n0 * L:n1 * L]
+        gemm(rows.transpose(1, 0, 2), wt, ys.transpose(1, 0, 2))  # per group (nb*L, Kg) @ (Kg, OCg)
     if b is not None:
         y += b
     return y.transpose(0, 3, 1, 2)
@@ -132,12 +135,15 @@ def weight_grad(x, gy, g, groups: int, pads: tuple, wshape: tuple):
     """gw (OC, C/G, KH, KW): per group gy^T (OCg, N*L) @ rows (N*L, Kg), summed over chunks of the
     batch; gy (N, OC, OH, OW) or already its (N*L, OC) rows (``gy_rows``)."""
     N, OC, G, L = x.shape[0], wshape[0], groups, g.OH * g.OW
+    Kg = wshape[1] * wshape[2] * wshape[3]
     gyt = (gy if gy.ndim == 2 else gy_rows(gy)).reshape(N * L, G, OC // G).transpose(1, 2, 0)  # (G, OCg, N*L)
     gw = _cp().empty(wshape, dtype=gy.dtype)
-    gwk = gw.reshape(G, OC // G, -1)
-    for k, (n0, n1) in enumerate(_chunks(N, L * int(np.prod(wshape[1:])) * G)):
-        rows = im2row(x[n0:n1], g, G, pads)
-        gemm(gyt[:, :, n0 * L:n1 * L], rows.transpose(1, 0, 2), gwk, beta=1.0 if k else 0.0)
+    gwk = gw.reshape(G, OC // G, Kg)
+    chunks = _chunks(N, L * Kg * G)
+    for k, (n0, n1) in enumerate(chunks):
+        whole = len(chunks) == 1
+        rows = im2row(x if whole else x[n0:n1], g, G, pads)
+        gemm(gyt if whole else gyt[:, :, n0 * L:n1 * L], rows.transpose(1, 0, 2), gwk, beta=1.0 if k else 0.0)
     return gw
 
 
@@ -147,14 +153,18 @@ def data_grad(gy, w, g, groups: int, pads: tuple, xshape: tuple, channels_last: 
     cp = _cp()
     N, C, H, W = xshape
     OC, G, L = w.shape[0], groups, g.OH * g.OW
+    Kg = w.size // OC
     gy3 = (gy if gy.ndim == 2 else gy_rows(gy)).reshape(N * L, G, OC // G).transpose(1, 0, 2)  # (G, N*L, OCg)
-    wk = w.reshape(G, OC // G, -1)
+    wk = w.reshape(G, OC // G, Kg)
     gx = cp.empty((N, H, W, C), dtype=gy.dtype).transpose(0, 3, 1, 2) if channels_last else cp.empty(xshape, gy.dtype)
-    buf = None
-    for n0, n1 in _chunks(N, L * w[0].size * G):
-        size = (n1 - n0) * L * w[0].size * G
-        buf = cp.empty(size, dtype=gy.dtype) if buf is None else buf
-        d = buf[:size].reshape((n1 - n0) * L, G, -1)
+    chunks = _chunks(N, L * Kg * G)
+    if len(chunks) == 1:
+        d = cp.empty((N * L, G, Kg), dtype=gy.dtype)  # the lowered gradient of x, summed back by row2im
+        gemm(gy3, wk, d.transpose(1, 0, 2))
+        return row2im(d, g, G, pads, gx)
+    buf = cp.empty((chunks[0][1] * L * G * Kg,), dtype=gy.dtype)  # the first chunk is the largest
+    for n0, n1 in chunks:
+        d = buf[:(n1 - n0) * L * G * Kg].reshape((n1 - n0) * L, G, Kg)
         gemm(gy3[:, n0 * L:n1 * L], wk, d.transpose(1, 0, 2))
         row2im(d, g, G, pads, gx[n0:n1])
     return gx
