@@ -25,7 +25,7 @@ _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 # arrays are kept here and their addresses looked up once (a NumPy .ctypes lookup costs ~2 us)
 _SCALARS = {(dt, v): np.array(v, dtype=dt) for dt in (_F32, _F64) for v in (0.0, 1.0)}
 _ADDRESS = {key: a.ctypes.data for key, a in _SCALARS.items()}
-_CUBLAS = []  # CuPy's cuBLAS bindings, imported on first use
+_CUBLAS = []  # CuPy's cuBLAS bindings and its handle getter, looked up on first use
 
 
 def _layout(a, rows: int, cols: int):
@@ -47,16 +47,17 @@ def _batch_stride(a) -> int:
 
 
 def _blas():
-    """(CuPy's cuBLAS bindings, this device's handle). tests/cuda_emulator.py replaces it."""
+    """(CuPy's cuBLAS bindings, the current device's handle, which CuPy keeps per device and
+    thread). tests/cuda_emulator.py replaces this."""
     if not _CUBLAS:
         try:
             from cupy_backends.cuda.libs import cublas
         except ImportError:  # older CuPy
             from cupy.cuda import cublas
-        _CUBLAS.append(cublas)
-    device = backend._cupy.cuda.device
-    handle = device.get_cublas_handle() if hasattr(device, "get_cublas_handle") else device.Device().cublas_handle
-    return _CUBLAS[0], handle
+        device = backend._cupy.cuda.device
+        handle = getattr(device, "get_cublas_handle", None) or (lambda: device.Device().cublas_handle)
+        _CUBLAS.extend([cublas, handle])
+    return _CUBLAS[0], _CUBLAS[1]()
 
 
 def _ptr(a) -> int:
@@ -91,7 +92,8 @@ def gemm(a, b, out, beta: float = 0.0):
         keep = np.array(beta, dtype=dt)
         scale = keep.ctypes.data
     # column-major C^T (N, M) = op(B)^T (N, K) @ op(A)^T (K, M): B first, then A
-    tb, ta = (cublas.CUBLAS_OP_T if t else cublas.CUBLAS_OP_N for t in (lb[0], la[0]))
+    tb = cublas.CUBLAS_OP_T if lb[0] else cublas.CUBLAS_OP_N
+    ta = cublas.CUBLAS_OP_T if la[0] else cublas.CUBLAS_OP_N
     if batch == 1:  # one product: plain GEMM (a batched call costs the host more), batch 0's addresses
         f = cublas.sgemm if dt == _F32 else cublas.dgemm
         f(handle, tb, ta, N, M, K, one, _ptr(b), lb[1], _ptr(a), la[1], scale, _ptr(out), lo[1])
