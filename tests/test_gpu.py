@@ -311,6 +311,22 @@ def test_relu_kernel_matches_numpy():
     np.testing.assert_array_equal(_host(K.relu_backward(_dev(g), y)), g * (x > 0))
 
 
+def test_add_kernel_matches_numpy_in_either_memory_order():
+    """cuda_kernels.add_same_order: one launch for same-shaped arrays in one memory order (the
+    sum keeps it); None for arrays that lie differently (then CuPy's add)."""
+    a = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    b = RNG.standard_normal((2, 3, 4, 5)).astype(np.float32)
+    for last in (False, True):
+        da, db = (_dev(np.ascontiguousarray(v.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2) if last else _dev(v)
+                  for v in (a, b))
+        y = K.add_same_order(da, db)
+        np.testing.assert_array_equal(_host(y), a + b)
+        assert backend.is_channels_last(y) == last
+    mixed = _dev(np.ascontiguousarray(b.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    assert K.add_same_order(_dev(a), mixed) is None
+    assert K.add_same_order(_dev(a), _dev(b.astype(np.float64))) is None
+
+
 def _run_optimizer(make, steps: int, device: str):
     """Parameters after ``steps`` updates with fixed gradients, as float64 NumPy arrays."""
     rng = np.random.default_rng(3)
