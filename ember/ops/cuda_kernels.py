@@ -11,8 +11,9 @@ maxpool2d_forward          KH*KW ``maximum`` + ``copyto`` passes    one launch, 
 maxpool2d_backward         KH*KW masked slice-writes               one atomic scatter launch
 col2im / row2im            KH*KW strided slice-adds                one gather launch, no atomics
 im2row                     padded copy + windows' copy             one gather launch, no padding
-relu_forward               ``x > 0`` and ``maximum``               one launch, both outputs
-relu_backward              ``gy * mask``                           one launch, no type resolution
+relu_forward               ``maximum(x, 0)``                       one launch, no mask kept
+relu_backward              ``gy * mask``                           one launch, mask read off y
+add_same_order             ``a + b`` (residual sums)               one launch, no type resolution
 =========================  ======================================  ===========================
 
 Batch, instance and group norm have theirs in ember/ops/cuda_norm.py, conv2d its GEMM route in
