@@ -10,6 +10,7 @@ arrays is small), and reports per training step:
   NumPy's views, allocations and tiny ufuncs in place of CuPy's;
 - what it asks of CuPy: raw launches and ElementwiseKernels by name, cuBLAS calls, ufuncs
   (each one CuPy kernel launch), ``x[...] = y`` copies, and arrays made (allocations and views);
+- read-backs to the host (each a sync with the GPU);
 - an estimate of CuPy's host time for those calls, from per-call costs bench/gpu_overhead.py
   measured on an H200 host (``COST_US``; hosts differ ~2x, so compare counts between versions
   of ember, and take the estimate as an order of magnitude)::
@@ -36,9 +37,10 @@ import numpy as np  # noqa: E402
 
 # host cost per call in us, from bench/gpu_overhead.py's microbenchmarks on the H200 host of
 # docs/gpu.md's last run: RawKernel, ElementwiseKernel, ufunc, cuBLAS call through cuda_gemm, an
-# array object (empty() 2.4 us, a view ~0.75 us), x[...] = y. Inside a real step, cProfile on that
+# array object (empty() 2.4 us, a view ~0.75 us), x[...] = y, a value read back (a sync, and the wait for
+# the GPU to get there: more on a busy GPU). Inside a real step, cProfile on that
 # host saw each 2-4x dearer (a raw launch ~24 us, sgemm ~36 us, empty ~6 us, a view ~2 us).
-COST_US = {"raw": 5.2, "elementwise": 6.5, "ufunc": 8.9, "cublas": 18.0, "array": 1.5, "setitem": 8.0}
+COST_US = {"raw": 5.2, "elementwise": 6.5, "ufunc": 8.9, "cublas": 18.0, "array": 1.5, "setitem": 8.0, "sync": 15.0}
 
 COUNTS: collections.Counter = collections.Counter()
 _ACTIVE = [False]
@@ -90,6 +92,29 @@ class Counted(np.ndarray):
         if out is not None:
             return out[0] if len(out) == 1 else out
         return res.view(Counted) if isinstance(res, np.ndarray) else res
+
+    def _read_back(self, how: str):
+        _count(f"read back to the host ({how}): a sync")
+
+    def __bool__(self):
+        self._read_back("bool")
+        return bool(self.view(np.ndarray))
+
+    def __int__(self):
+        self._read_back("int")
+        return int(self.view(np.ndarray))
+
+    def __float__(self):
+        self._read_back("float")
+        return float(self.view(np.ndarray))
+
+    def item(self, *args):
+        self._read_back("item")
+        return self.view(np.ndarray).item(*args)
+
+    def __getitem__(self, key):  # an element is a 0-d array, as in CuPy (reading it is a sync)
+        res = np.ndarray.__getitem__(self, key)
+        return np.asarray(res).view(Counted) if isinstance(res, np.generic) else res
 
     def fill(self, value):
         _count("x.fill(v) (fill kernel)")
@@ -218,7 +243,7 @@ def main() -> None:
     for key, n in COUNTS.items():
         kind = key.split()[0]
         if not kind.startswith(("cupy.", "(")):  # cupy.<function> calls: their arrays are counted as arrays made
-            kinds[{"x[...]": "setitem", "x.fill(v)": "setitem", "arrays": "array"}.get(kind, kind)] += n
+            kinds[{"x[...]": "setitem", "x.fill(v)": "setitem", "arrays": "array", "read": "sync"}.get(kind, kind)] += n
     estimate = sum(COST_US[k] * n for k, n in kinds.items()) / 1e3
     print(f"ResNet-20 training step, batch {args.batch}, GPU code paths with no-op kernels (per step):")
     for key, n in sorted(COUNTS.items(), key=lambda kv: (-kv[1], kv[0])):

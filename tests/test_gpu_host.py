@@ -26,4 +26,6 @@ def test_gpu_host_counts_a_resnet20_steps_cupy_calls():
     assert "cupy.pad" not in counts and counts.get("ufunc add", 0) <= 1
     assert sum(n for key, n in counts.items() if key.startswith("ufunc")) <= 10
     assert counts["(raw launches' scalar arguments)"] <= 2 * sum(n for k, n in counts.items() if k.startswith("raw "))
+    syncs = {key: n for key, n in counts.items() if key.startswith("read back")}
+    assert syncs == {"read back to the host (float): a sync": 1}  # cross entropy's label check, nothing else
     assert re.search(r"host floor .*: \d+\.\d+ ms/step", out.stdout)
