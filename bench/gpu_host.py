@@ -15,7 +15,7 @@ arrays is small), and reports per training step:
   measured on an H200 host (``COST_US``; hosts differ ~2x, so compare counts between versions
   of ember, and take the estimate as an order of magnitude)::
 
-    python bench/gpu_host.py               # ResNet-20, batch 2
+    python bench/gpu_host.py               # ResNet-20, batch 2 (--model lenet5: LeNet-5)
     python bench/gpu_host.py --profile 25  # and cProfile's 25 costliest functions
 """
 from __future__ import annotations
@@ -180,17 +180,21 @@ def count_arrays():
     fake.__getattr__ = attr
 
 
-def build(batch: int, counted: bool):
+SHAPES = {"resnet20": (3, 32, 32), "lenet5": (1, 28, 28)}  # bench/gpu_check.py's W3 and W2 inputs
+
+
+def build(batch: int, counted: bool, name: str = "resnet20"):
     import ember
     from ember.models import get_model
 
     ember.manual_seed(0)
-    model = get_model("resnet20", num_classes=10, in_channels=3, input_size=32).to("cuda")
+    C, H, W = SHAPES[name]
+    model = get_model(name, num_classes=10, in_channels=C, input_size=H).to("cuda")
     model.train()
     plain = list(model.parameters()) + list(model.buffers())
     opt = ember.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     rng = np.random.default_rng(0)
-    x = ember.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device="cuda")
+    x = ember.tensor(rng.standard_normal((batch, C, H, W)).astype(np.float32), device="cuda")
     y = ember.tensor(rng.integers(0, 10, batch), device="cuda")
     for t in plain + [x, y] if counted else []:
         t.data = t.data.view(Counted)
@@ -206,6 +210,7 @@ def build(batch: int, counted: bool):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=sorted(SHAPES), default="resnet20")
     ap.add_argument("--batch", type=int, default=2)
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--where", type=int, default=0, metavar="N",
@@ -215,7 +220,7 @@ def main() -> None:
     install()
     warnings.simplefilter("ignore")  # the no-op kernels leave garbage in their outputs
     np.seterr(all="ignore")
-    step = build(args.batch, counted=False)
+    step = build(args.batch, counted=False, name=args.model)
     for _ in range(3):
         step()
     best = float("inf")
@@ -232,7 +237,7 @@ def main() -> None:
         prof.runcall(lambda: [step() for _ in range(20)])
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
     count_arrays()
-    counted = build(args.batch, counted=True)
+    counted = build(args.batch, counted=True, name=args.model)
     counted()
     if args.where:
         WHERE["?"] = 0  # non-empty: on
@@ -245,7 +250,7 @@ def main() -> None:
         if not kind.startswith(("cupy.", "(")):  # cupy.<function> calls: their arrays are counted as arrays made
             kinds[{"x[...]": "setitem", "x.fill(v)": "setitem", "arrays": "array", "read": "sync"}.get(kind, kind)] += n
     estimate = sum(COST_US[k] * n for k, n in kinds.items()) / 1e3
-    print(f"ResNet-20 training step, batch {args.batch}, GPU code paths with no-op kernels (per step):")
+    print(f"{args.model} training step, batch {args.batch}, GPU code paths with no-op kernels (per step):")
     for key, n in sorted(COUNTS.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"  {n:5d}  {key}")
     print("  calls by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
