@@ -97,6 +97,18 @@ class _ChannelRows:
         return s.reshape(self.k, self.C).sum(axis=0).reshape(1, self.C, 1)
 
 
+def _axes_of(shape: tuple, view: tuple, axes: tuple):
+    """``axes`` of ``view`` as axes of ``shape`` itself, when view only merges shape's trailing axes
+    into its last one (batch norm's (N, C, H*W) of (N, C, H, W)) and that axis is among them
+    (or view is shape); else None."""
+    m = len(view) - 1
+    if tuple(view[:m]) != tuple(shape[:m]):
+        return None
+    if m not in axes:
+        return tuple(axes) if tuple(view) == tuple(shape) else None
+    return tuple(a for a in axes if a != m) + tuple(range(m, len(shape)))
+
+
 class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
@@ -106,16 +118,18 @@ class Normalize(Function):
         # Reshaping inside the op (not with recorded reshapes) keeps one graph node per
         # normalization; views keep x's memory order (channels-last from a convolution).
         self.shape, self.param_shapes = x.shape, [p.shape for p in params]
-        x = x.reshape(view)
-        self.count = math.prod([x.shape[a] for a in axes])
+        self.count = math.prod([view[a] for a in axes])
         self.pshape = pshape if (has_w or has_b) else None
         self.has_w, self.has_b, self.view, self.axes = has_w, has_b, view, axes
         self.fused = None
-        if stats is None and xp is not np:  # GPU batch norm in training: three launches (cuda_norm)
+        full = _axes_of(x.shape, view, axes) if stats is None and xp is not np else None
+        if full is not None:  # GPU batch norm in training: three launches (cuda_norm), on x as it is
             self.fused = self._fused_batch_norm(x, params[0] if has_w else None, params[-1] if has_b else None,
-                                                axes, eps, running)
+                                                full, eps, running)
             if self.fused is not None:
-                return self.fused.pop().reshape(self.shape)
+                self.fused_axes = full
+                return self.fused.pop()
+        x = x.reshape(view)
         params = [p.reshape(pshape) for p in params]
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
@@ -203,13 +217,12 @@ class Normalize(Function):
     def _fused_backward(self, gy):
         x, lay, mean, invstd, w, zeros = self.fused
         self.fused[5] = None  # summed into below: a second backward (retain_graph) gets new zeros
-        g = gy.reshape(self.view)
-        glay = cuda_norm._channel_layout(g, self.axes)
+        glay = cuda_norm._channel_layout(gy, self.fused_axes)
         if glay is None:  # neither memory order: one copy
-            g = xp_of(g).ascontiguousarray(g)
-            glay = cuda_norm._channel_layout(g, self.axes)
-        gx, gw, gb = cuda_norm.batch_norm_backward(g, x, lay, glay, mean, invstd, w, zeros)
-        grads = [gx.reshape(self.shape) if self.needs_input_grad[0] else None]
+            gy = xp_of(gy).ascontiguousarray(gy)
+            glay = cuda_norm._channel_layout(gy, self.fused_axes)
+        gx, gw, gb = cuda_norm.batch_norm_backward(gy, x, lay, glay, mean, invstd, w, zeros)
+        grads = [gx if self.needs_input_grad[0] else None]
         for p, shape in zip([gw] * self.has_w + [gb] * self.has_b, self.param_shapes):
             grads.append(p if p.shape == shape else p.reshape(shape))
         return tuple(grads)
