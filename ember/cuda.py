@@ -54,7 +54,11 @@ def memory_stats() -> dict:
 
 
 def empty_cache() -> None:
-    """Return cached, unused blocks of the memory pools to the driver."""
+    """Return cached, unused blocks of the memory pools to the driver (after dropping the
+    convolutions' scratch buffers, ember.ops.cuda_conv.scratch)."""
     cp = _cupy()
+    from ember.ops import cuda_conv
+
+    cuda_conv.free_scratch()
     cp.get_default_memory_pool().free_all_blocks()
     cp.get_default_pinned_memory_pool().free_all_blocks()

@@ -238,6 +238,7 @@ def _fake_cupy() -> types.ModuleType:
     mod = types.ModuleType("cupy_emulated")
     mod.__getattr__ = lambda name: getattr(np, name)
     mod.ndarray, mod.asnumpy = np.ndarray, np.asarray
+    mod.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))  # one stream
     mod.ElementwiseKernel, mod.ReductionKernel, mod.RawKernel = ElementwiseKernel, ReductionKernel, RawKernel
     return mod
 

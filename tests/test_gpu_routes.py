@@ -91,6 +91,55 @@ def test_gemm_falls_back_and_checks_shapes():
         cuda_gemm.gemm(_dev(a), _dev(a), _dev(np.zeros((4, 5))))
 
 
+def _mat_view(host, m, g):
+    """Group g's matrix of Mat m, as a NumPy view of the host array it names (``Mat``'s definition)."""
+    flat = host.reshape(-1)[m.offset + g * m.step:]
+    item = host.itemsize
+    return np.lib.stride_tricks.as_strided(flat, (m.rows, m.cols), (item, m.ld * item) if m.t else (m.ld * item, item))
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_gemm_mats_matches_numpy_on_the_matrices_it_names(groups, beta):
+    """The three products of a grouped convolution (cuda_conv), each matrix named inside its array."""
+    from ember.ops.cuda_gemm import Mat
+
+    P, G, Kg, OCg = 10, groups, 4, 5
+    rows, w = RNG.standard_normal((P, G, Kg)), RNG.standard_normal((G, OCg, Kg))
+    y = RNG.standard_normal((2, P, G * OCg))  # its second image: an offset
+    cases = [  # a, b, out
+        (Mat(rows, P, Kg, G * Kg, Kg), Mat(w, Kg, OCg, Kg, OCg * Kg, t=True), Mat(y, P, OCg, G * OCg, OCg, offset=P * G * OCg)),
+        (Mat(y, OCg, P, G * OCg, OCg, t=True), Mat(rows, P, Kg, G * Kg, Kg), Mat(w, OCg, Kg, Kg, OCg * Kg)),
+        (Mat(y, P, OCg, G * OCg, OCg), Mat(w, OCg, Kg, Kg, OCg * Kg), Mat(rows, P, Kg, G * Kg, Kg)),
+    ]
+    for a, b, out in cases:
+        host = {id(h): h.copy() for h in (rows, w, y)}
+        want = host[id(out.array)]
+        for g in range(G):
+            ref = _mat_view(host[id(a.array)], a, g) @ _mat_view(host[id(b.array)], b, g)
+            _mat_view(want, out, g)[...] = ref + beta * _mat_view(want, out, g)
+        dev = {id(h): _dev(h.copy()) for h in (rows, w, y)}
+        on = [m._replace(array=dev[id(m.array)]) for m in (a, b, out)]
+        cuda_gemm.gemm_mats(*on, groups=G, beta=beta)
+        np.testing.assert_allclose(asnumpy(on[2].array), want, rtol=1e-12, atol=1e-12)
+
+
+def test_gemm_mats_refuses_matrices_outside_their_array():
+    from ember.ops.cuda_gemm import Mat
+
+    a, b, out = (_dev(np.zeros(s)) for s in ((4, 3), (3, 5), (4, 5)))
+    with pytest.raises(ValueError, match="out's matrices .* do not fit in its 20 elements"):
+        cuda_gemm.gemm_mats(Mat(a, 4, 3, 3), Mat(b, 3, 5, 5), Mat(out, 4, 5, 5, offset=1))
+    with pytest.raises(ValueError, match="b's matrices"):
+        cuda_gemm.gemm_mats(Mat(a, 2, 3, 3), Mat(b, 3, 5, 5, step=5), Mat(out, 2, 5, 5, step=10), groups=2)
+    with pytest.raises(ValueError, match="do not chain"):
+        cuda_gemm.gemm_mats(Mat(a, 4, 3, 3), Mat(out, 4, 5, 5), Mat(out, 4, 5, 5))
+    with pytest.raises(ValueError, match="leading dimension 2"):
+        cuda_gemm.gemm_mats(Mat(a, 4, 3, 2), Mat(b, 3, 5, 5), Mat(out, 4, 5, 5))
+    with pytest.raises(TypeError, match="b is float32"):
+        cuda_gemm.gemm_mats(Mat(a, 4, 3, 3), Mat(b.astype(np.float32), 3, 5, 5), Mat(out, 4, 5, 5))
+
+
 # ---- lowering kernels ------------------------------------------------------------------------------
 GEOMETRIES = [  # H, W, kernel, stride, dilation, (t, b, l, r) padding, groups
     (6, 7, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1), 1),
@@ -114,13 +163,13 @@ def test_conv_rows_kernel_matches_numpy(H, W, k, s, d, pads, G, channels_last):
     x = RNG.standard_normal((3, 6, H, W))
     want = _rows_reference(x, g, pads, G)
     xd = _channels_last_dev(x) if channels_last else _dev(x)
-    np.testing.assert_array_equal(asnumpy(CC.im2row(xd, g, G, pads)), want)
-    np.testing.assert_array_equal(asnumpy(CC.im2row(xd[1:], g, G, pads)), want[len(want) // 3:])
+    np.testing.assert_array_equal(asnumpy(CC.im2row(xd, g, G, pads)), want.reshape(-1))  # returned flat
+    np.testing.assert_array_equal(asnumpy(CC.im2row(xd[1:], g, G, pads)), want[len(want) // 3:].reshape(-1))
     wide = np.concatenate([x, x[..., ::-1]], axis=3)
     g2 = I.make_geometry(H, W, k, s, d, pads)
     strided = _dev(wide)[:, :, :, ::2]  # (3, 6, H, W) in neither memory order: copied first
     np.testing.assert_array_equal(asnumpy(CC.im2row(strided, g2, G, pads)),
-                                  _rows_reference(wide[:, :, :, ::2], g2, pads, G))
+                                  _rows_reference(wide[:, :, :, ::2], g2, pads, G).reshape(-1))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -188,6 +237,36 @@ def test_conv2d_gpu_route_lowers_in_chunks(monkeypatch):
         results.append([asnumpy(a) for a in (y.data, dx.grad.data, dw.grad.data)])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_conv2d_gpu_route_shares_one_scratch_buffer():
+    """Every pass lowers into one buffer per thread, stream, device and dtype, grown to the
+    largest rows asked for; results do not depend on what an earlier, larger pass left there."""
+    CC.free_scratch()
+    x, w = RNG.standard_normal((2, 3, 9, 9)), RNG.standard_normal((4, 3, 3, 3))
+    big = ember.Tensor(_dev(RNG.standard_normal((3, 5, 12, 12))))
+    F.conv2d(big, ember.Tensor(_dev(RNG.standard_normal((2, 5, 3, 3)))), padding=1)
+    (buf,) = CC._SCRATCH.values()
+    assert buf.size == 3 * 12 * 12 * 5 * 9
+    dx, dw = ember.Tensor(_dev(x), requires_grad=True), ember.Tensor(_dev(w), requires_grad=True)
+    y = F.conv2d(dx, dw, padding=1)
+    y.sum().backward()
+    assert list(CC._SCRATCH.values()) == [buf]  # reused, not reallocated
+    cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+    F.conv2d(cx, cw, padding=1).sum().backward()
+    for dev, cpu in ((y, F.conv2d(cx, cw, padding=1)), (dx.grad, cx.grad), (dw.grad, cw.grad)):
+        np.testing.assert_allclose(asnumpy(dev.data), cpu.data, rtol=1e-10, atol=1e-10)
+    F.conv2d(ember.Tensor(_dev(x.astype(np.float32))), ember.Tensor(_dev(w.astype(np.float32))))
+    assert len(CC._SCRATCH) == 2  # float32 gets its own
+    CC.free_scratch()
+    assert not CC._SCRATCH
+
+
+def test_lowering_refuses_a_buffer_too_small():
+    g = I.make_geometry(6, 6, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1))
+    x = _dev(RNG.standard_normal((2, 3, 6, 6)))
+    with pytest.raises(ValueError, match="at least 1944 elements"):
+        CC.im2row(x, g, 1, (1, 1, 1, 1), _dev(np.zeros(100)))
 
 
 # ---- batch norm in training ------------------------------------------------------------------------

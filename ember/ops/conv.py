@@ -74,9 +74,9 @@ class Conv2d(Function):
 
     def _backward_gpu(self, gy):
         need, g, G, pads = self.needs_input_grad, self.g, self.groups, self.pads
-        rows = cuda_conv.gy_rows(gy)  # (N*OH*OW, OC), shared by both passes
-        gx = cuda_conv.data_grad(rows, self.w, g, G, pads, self.xshape, self.x_last) if need[0] else None
-        gw = cuda_conv.weight_grad(self.x, rows, g, G, pads, self.wshape) if need[1] else None
+        gy = cuda_conv.gy_channels_last(gy)  # its memory the (N*OH*OW, OC) matrix both passes read
+        gx = cuda_conv.data_grad(gy, self.w, g, G, pads, self.xshape, self.x_last) if need[0] else None
+        gw = cuda_conv.weight_grad(self.x, gy, g, G, pads, self.wshape) if need[1] else None
         if len(need) == 2:
             return gx, gw
         return gx, gw, cuda_conv.bias_grad(gy) if need[2] else None

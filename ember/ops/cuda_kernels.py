@@ -331,17 +331,23 @@ def index_type(size: int) -> str:
 
 def lower_rows(x, g, groups: int, pads: tuple, window: str, out=None):
     """Rows (N*OH*OW, G, C/G*KH*KW) of x (N, C, H, W; any strides) zero-padded by pads = (t, b, l, r),
-    each window in ``window`` order (``rows_kernel``), in one launch, into ``out``'s memory when given."""
+    each window in ``window`` order (``rows_kernel``), in one launch, returned flat (a view costs
+    the host time on a GPU: callers reshape when they need to); into ``out``, a flat buffer of at
+    least that many elements, when given (entries past the rows are left as they are)."""
     cp = _cp()
     if not backend.is_dense(x):  # the kernel reads x through its strides from its first element
         x = cp.ascontiguousarray(x)
     N, C, H, W = x.shape
     size = N * g.OH * g.OW * C * g.KH * g.KW
-    out = cp.empty(size, dtype=x.dtype) if out is None else out.reshape(-1)[:size]
+    if out is None:
+        out = cp.empty(size, dtype=x.dtype)
+    elif out.ndim != 1 or out.size < size or out.dtype != x.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"im2row: out must be a contiguous flat {x.dtype} buffer of at least {size} elements, "
+                         f"got shape {out.shape}, dtype {out.dtype}")
     strides = tuple([s // x.itemsize for s in x.strides])
     kernel = rows_kernel(geometry_of(x.shape, g, groups, pads), strides, index_type(size), window)
     kernel(size, x, out, dtype=x.dtype)
-    return out.reshape(N * g.OH * g.OW, groups, -1)
+    return out
 
 
 def im2row(x, g, groups: int, pads: tuple, out=None):
@@ -351,7 +357,10 @@ def im2row(x, g, groups: int, pads: tuple, out=None):
 
     NumPy equivalent: ``im2row.im2row(pad_nhwc_into(x, pads, empty (N, Hp, Wp, C)), g, groups)``.
     """
-    return lower_rows(x, g, groups, pads, "kh kw c", out)
+    P = x.shape[0] * g.OH * g.OW
+    rows = lower_rows(x, g, groups, pads, "kh kw c", None if out is None else out.reshape(-1))
+    size = P * x.shape[1] * g.KH * g.KW
+    return (rows if rows.size == size else rows[:size]).reshape(P, groups, -1)
 
 
 # ---- ReLU and the residual sum ---------------------------------------------------------------------
