@@ -242,8 +242,8 @@ _STAT_SUMS = """
         const double v = a[at];
         BODY
     }
-    atomicAdd(&sums[c], acc);
-    atomicAdd(&sums[C + c], acc2);
+    atomicAdd(&sums[O + c], acc);
+    atomicAdd(&sums[O + C + c], acc2);
 """
 
 
@@ -262,27 +262,25 @@ def _constants(**values) -> str:
 
 
 @functools.cache
-def _stat_sums(kind: str, C: int, ia: int, ib: int):
+def _stat_sums(kind: str, C: int, ia: int, ib: int, O: int):
     body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
-            # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib)
-            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * r[c];"
+            # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib) and
+            # the saved statistics (m: the means, then the invstds)
+            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * m[C + c];"
             }[kind]
-    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, const T* m, const T* r, long long n, int S, double* sums",
-                _constants(C=C, ia=ia, ib=ib) + _STAT_SUMS.replace("BODY", body))
+    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, const T* m, long long n, int S, double* sums",
+                _constants(C=C, ia=ia, ib=ib, O=O) + _STAT_SUMS.replace("BODY", body))
 
 
-def _sums(kind: str, lay, other=None, mean=None, invstd=None, out=None):
-    """(2, C) float64 totals over a (``_channel_layout``) per channel: sum(a) and sum(a^2) for
-    kind "x"; sum(a) and sum(a * xhat), xhat = (other - mean) * invstd, for kind "g". Added
-    into ``out`` (2 * C zeros) when given."""
+def _sums(kind: str, lay, sums, at: int, other=None, stats=None):
+    """Per-channel float64 totals over a (``_channel_layout``), added into sums[at:at + C] and
+    sums[at + C:at + 2 * C] (zeros): sum(a) and sum(a^2) for kind "x"; sum(a) and sum(a * xhat),
+    xhat = (other - mean) * invstd, for kind "g", with stats = [mean (C), invstd (C)]."""
     flat, k, n, ia = lay
     C = flat.size // n
     S = max(1, min(n, 32768 // C))
-    sums = _cp().zeros(2 * C, dtype=np.float64) if out is None else out
     b, ib = (flat, ia) if other is None else other
-    m, r = (flat, flat) if mean is None else (mean, invstd)
-    _stat_sums(kind, C, ia, ib)(C * S, flat, b, m, r, n, S, sums, dtype=flat.dtype)
-    return sums
+    _stat_sums(kind, C, ia, ib, at)(C * S, flat, b, flat if stats is None else stats, n, S, sums, dtype=flat.dtype)
 
 
 @functools.cache
@@ -290,7 +288,7 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
     return Loop(
         "ember_bn_forward",
         "const T* x, const double* sums, const T* w, const T* b, double inv_n, double momentum, double unbias, "
-        "T* y, T* mean_out, T* invstd_out, T* run_mean, T* run_var, long long* count",
+        "T* y, T* stats, T* run_mean, T* run_var, long long* count",
         _constants(C=C, inner=inner, eps=eps, has_w=has_w, has_b=has_b, track=track, has_count=has_count) + """
         // element i of x and y in their (shared) memory order; its channel c
         if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
@@ -298,11 +296,11 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
         const double mean = sums[c] * inv_n;
         const double invstd = rsqrt(fmax(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
         y[i] = T(((double)x[i] - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
-        if (i < C) {  // channel i's statistics, saved and tracked once
+        if (i < C) {  // channel i's statistics, saved (mean, then invstd) and tracked once
             const double m = sums[i] * inv_n;
             const double var = fmax(sums[C + i] * inv_n - m * m, 0.0);
-            mean_out[i] = T(m);
-            invstd_out[i] = T(rsqrt(var + eps));
+            stats[i] = T(m);
+            stats[C + i] = T(rsqrt(var + eps));
             if (track) {
                 run_mean[i] = T((1 - momentum) * run_mean[i] + momentum * m);
                 run_var[i] = T((1 - momentum) * run_var[i] + momentum * var * unbias);
@@ -314,8 +312,9 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
 
 def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
-    launches: (y in x's memory order, mean (C,), invstd (C,), zeros for backward's sums: (2 * C,)
-    float64, from the same allocation and memset as forward's own). ``running`` = (running_mean,
+    launches: (y in x's memory order, stats: the means then the invstds (2 * C,), sums: (4 * C,)
+    float64 whose second half is zeros for backward's sums, allocated and zeroed with forward's
+    own). ``running`` = (running_mean,
     running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased);
     ``count``, an int64 array of one element, is advanced by one.
 
@@ -328,54 +327,57 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     cp = _cp()
     flat, k, n, ia = lay
     C = flat.size // n
-    zeros = cp.zeros(4 * C, dtype=np.float64)
-    sums = _sums("x", lay, out=zeros[:2 * C])
+    sums = cp.zeros(4 * C, dtype=np.float64)  # forward's totals, then backward's
+    _sums("x", lay, sums, 0)
     y = backend.empty_as(x)
-    mean, invstd = cp.empty((2, C), dtype=x.dtype)
-    rm, rv, momentum, unbias = running if running is not None else (mean, invstd, 0.0, 1.0)
+    stats = cp.empty(2 * C, dtype=x.dtype)
+    rm, rv, momentum, unbias = running if running is not None else (stats, stats, 0.0, 1.0)
     kernel = _bn_forward(C, ia, float(eps), w is not None, b is not None, running is not None, count is not None)
     # x lies densely (lay) and y in the same order: element i is the same in both memories
     # (absent arrays are compiled out of the kernel: any address stands in for them)
-    kernel(x.size, x, sums, mean if w is None else w, mean if b is None else b, 1.0 / n, momentum, unbias,
-           y, mean, invstd, rm, rv, mean if count is None else count, dtype=x.dtype)
-    return y, mean, invstd, zeros[2 * C:]
+    kernel(x.size, x, sums, stats if w is None else w, stats if b is None else b, 1.0 / n, momentum, unbias,
+           y, stats, rm, rv, stats if count is None else count, dtype=x.dtype)
+    return y, stats, sums
 
 
 @functools.cache
 def _bn_backward(C: int, inner: int, has_w: bool):
     return Loop(
         "ember_bn_backward",
-        "const T* g, const T* x, const double* sums, const T* mean, const T* invstd, const T* w, double inv_m, "
-        "T* gx, T* gw, T* gb",
+        "const T* g, const T* x, const double* sums, const T* stats, const T* w, double inv_m, T* gx, T* gw, T* gb",
         _constants(C=C, inner=inner, has_w=has_w) + """
-        // element i of g, x and gx in x's memory order; its channel c
+        // element i of g, x and gx in x's memory order; its channel c. stats: means, then
+        // invstds; sums (from 2C on): sum(g) and sum(g * xhat) per channel
+        const double* s = sums + 2 * C;
         const int c = (i / inner) % C;
-        const T xhat = (x[i] - mean[c]) * invstd[c];
-        const T scale = invstd[c] * (has_w ? w[c] : T(1));
-        gx[i] = (g[i] - T((sums[c] + (double)xhat * sums[C + c]) * inv_m)) * scale;
+        const T xhat = (x[i] - stats[c]) * stats[C + c];
+        const T scale = stats[C + c] * (has_w ? w[c] : T(1));
+        gx[i] = (g[i] - T((s[c] + (double)xhat * s[C + c]) * inv_m)) * scale;
         if (i < C) {
-            gw[i] = T(sums[C + i]);
-            gb[i] = T(sums[i]);
+            gw[i] = T(s[C + i]);
+            gb[i] = T(s[i]);
         }
         """,
     )
 
 
-def batch_norm_backward(g, x, lay, glay, mean, invstd, w, zeros=None):
-    """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, in three
-    launches (two when given ``zeros``, the 2 * C float64 zeros forward handed out, which it sums into);
+def batch_norm_backward(g, x, lay, glay, stats, w, sums=None):
+    """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, from its
+    stats, in three launches (two when given its ``sums``, whose zero second half they sum into);
     x and g laid out per channel as lay and glay.
 
     NumPy equivalent: ``xhat = (x - mean) * invstd;  gb = g.sum(axes);  gw = (g * xhat).sum(axes);
     gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per channel.
     """
     cp = _cp()
-    C, n = mean.size, lay[2]
-    sums = _sums("g", glay, other=(lay[0], lay[3]), mean=mean, invstd=invstd, out=zeros)
+    C, n = stats.size // 2, lay[2]
+    if sums is None:
+        sums = cp.zeros(4 * C, dtype=np.float64)
+    _sums("g", glay, sums, 2 * C, other=(lay[0], lay[3]), stats=stats)
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     if g.strides != x.strides:  # g lies in another order than x: copied into x's
         g = backend.copy_as(g, x)
-    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, mean, invstd, mean if w is None else w, 1.0 / n,
+    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, stats, stats if w is None else w, 1.0 / n,
                                            gx, gw, gb, dtype=x.dtype)
     return gx, gw, gb
