@@ -267,6 +267,10 @@ def test_lowering_refuses_a_buffer_too_small():
     x = _dev(RNG.standard_normal((2, 3, 6, 6)))
     with pytest.raises(ValueError, match="at least 1944 elements"):
         CC.im2row(x, g, 1, (1, 1, 1, 1), _dev(np.zeros(100)))
+    from ember.ops import cuda_kernels
+
+    with pytest.raises(ValueError, match="out must be contiguous"):  # not a copy written in vain
+        cuda_kernels.im2row(x, g, 1, (1, 1, 1, 1), out=_dev(np.zeros((1944, 2)))[:, 0])
 
 
 # ---- batch norm in training ------------------------------------------------------------------------

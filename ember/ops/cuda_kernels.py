@@ -358,6 +358,8 @@ def im2row(x, g, groups: int, pads: tuple, out=None):
     NumPy equivalent: ``im2row.im2row(pad_nhwc_into(x, pads, empty (N, Hp, Wp, C)), g, groups)``.
     """
     P = x.shape[0] * g.OH * g.OW
+    if out is not None and not out.flags.c_contiguous:  # (its reshape would be a copy, written in vain)
+        raise ValueError(f"im2row: out must be contiguous, got strides {out.strides}")
     rows = lower_rows(x, g, groups, pads, "kh kw c", None if out is None else out.reshape(-1))
     size = P * x.shape[1] * g.KH * g.KW
     return (rows if rows.size == size else rows[:size]).reshape(P, groups, -1)
