@@ -224,16 +224,20 @@ def test_conv2d_gpu_route_matches_cpu(xs, ws, stride, padding, dilation, groups,
         np.testing.assert_allclose(asnumpy(dev.grad.data), cpu.grad.data, rtol=1e-10, atol=1e-10)
 
 
-def test_conv2d_gpu_route_lowers_in_chunks(monkeypatch):
+@pytest.mark.parametrize("groups,x_last", [(1, False), (2, True)])
+def test_conv2d_gpu_route_lowers_in_chunks(monkeypatch, groups, x_last):
     """A batch whose rows exceed the budget runs chunk by chunk, with the same results."""
-    x, w = RNG.standard_normal((5, 4, 6, 6)).astype(np.float32), RNG.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    x = RNG.standard_normal((5, 4, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((8, 4 // groups, 3, 3)).astype(np.float32)
     gy = RNG.standard_normal((5, 8, 6, 6)).astype(np.float32)
     results = []
     for budget in (CC._BUDGET, 2 * 36 * 36):  # the second: two images per chunk
         monkeypatch.setattr(CC, "_BUDGET", budget)
-        dx, dw = ember.Tensor(_dev(x), requires_grad=True), ember.Tensor(_dev(w), requires_grad=True)
-        y = F.conv2d(dx, dw, padding=1)
+        dx = ember.Tensor(_channels_last_dev(x) if x_last else _dev(x), requires_grad=True)
+        dw = ember.Tensor(_dev(w), requires_grad=True)
+        y = F.conv2d(dx, dw, padding=1, groups=groups)
         y.backward(gradient=ember.Tensor(_dev(gy)))
+        assert backend.is_channels_last(dx.grad.data) == x_last
         results.append([asnumpy(a) for a in (y.data, dx.grad.data, dw.grad.data)])
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
