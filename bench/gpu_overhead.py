@@ -147,7 +147,7 @@ def conv_rows(sync) -> list:
 
     import ember
     from ember.ops import cuda_conv as CC
-    from ember.ops.cuda_gemm import gemm
+    from ember.ops.cuda_gemm import Mat, gemm_mats
     from ember.ops.im2col import make_geometry
 
     x = cp.ones((2, 16, 8, 8), dtype=cp.float32)
@@ -158,9 +158,9 @@ def conv_rows(sync) -> list:
     gw = cp.empty_like(w)
     out = [
         ("conv piece: im2row", per_call_us(lambda: CC.im2row(x, g, 1, pads), sync)),
-        ("conv piece: gemm (weight-grad shapes)",
-         per_call_us(lambda: gemm(gy.transpose(0, 2, 3, 1).reshape(1, -1, 16).transpose(0, 2, 1),
-                                  rows.transpose(1, 0, 2), gw.reshape(1, 16, -1)), sync)),
+        ("conv piece: gemm_mats (weight-grad shapes)",  # gy^T (16, 128) @ rows (128, 144) -> gw (16, 144)
+         per_call_us(lambda: gemm_mats(Mat(gy, 16, 128, ld=16, t=True), Mat(rows, 128, 144, ld=144),
+                                       Mat(gw, 16, 144, ld=144)), sync)),
         ("conv piece: cuda_conv.forward", per_call_us(lambda: CC.forward(x, w, None, g, 1, pads), sync)),
         ("conv piece: cuda_conv.weight_grad", per_call_us(lambda: CC.weight_grad(x, gy, g, 1, pads, w.shape), sync)),
         ("conv piece: cuda_conv.data_grad", per_call_us(lambda: CC.data_grad(gy, w, g, 1, pads, x.shape, True), sync)),

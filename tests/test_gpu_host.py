@@ -32,3 +32,26 @@ def test_gpu_host_counts_a_resnet20_steps_cupy_calls():
     syncs = {key: n for key, n in counts.items() if key.startswith("read back")}
     assert syncs == {"read back to the host (float): a sync": 1}  # cross entropy's label check, nothing else
     assert re.search(r"host floor .*: \d+\.\d+ ms/step", out.stdout)
+
+
+_OVERHEAD_DRY_RUN = """
+import sys
+sys.path[:0] = [{root!r}, {bench!r}]
+import gpu_host
+gpu_host.install()  # the emulated CuPy, every kernel and cuBLAS call a no-op
+from ember import backend
+sys.modules["cupy"] = backend._cupy
+import gpu_overhead
+gpu_overhead.per_call_us = lambda fn, sync, calls=0, rounds=0: (fn(), fn(), 0.0)[2]
+rows = gpu_overhead.conv_rows(lambda: None) + gpu_overhead.ember_rows(lambda: None)
+print(len(rows), "rows")
+"""
+
+
+def test_gpu_overhead_calls_the_gpu_routes_as_they_are():
+    """bench/gpu_overhead.py calls cuda_conv's and cuda_gemm's functions directly: walk its ember rows
+    down the no-op GPU paths, so that a changed signature fails here, not on a scarce GPU run."""
+    code = _OVERHEAD_DRY_RUN.format(root=ROOT, bench=os.path.join(ROOT, "bench"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-2]) >= 15
