@@ -332,10 +332,11 @@ def test_batch_norm_forward_kernel_matches_numpy():
     rm, rv = RNG.standard_normal(3), RNG.random(3) + 0.5
     running = (_dev(rm.copy()), _dev(rv.copy()), 0.1, 20 / 19)  # copies: the emulator's _dev aliases
     xd = _dev(x)
-    y, stats, sums = CN.batch_norm_forward(xd, CN._channel_layout(xd, (0, 2)), _dev(w), _dev(b), 1e-5, running)
-    assert sums.shape == (12,) and not asnumpy(sums)[6:].any()  # backward's sums start from these zeros
-    np.testing.assert_allclose(asnumpy(sums)[:6], np.concatenate([x.sum((0, 2)), (x * x).sum((0, 2))]), rtol=1e-12)
-    mean, invstd = asnumpy(stats)[:3], asnumpy(stats)[3:]
+    y, sums = CN.batch_norm_forward(xd, CN._channel_layout(xd, (0, 2)), _dev(w), _dev(b), 1e-5, running)
+    sums = asnumpy(sums)
+    assert sums.shape == (18,) and not sums[6:12].any()  # backward's sums start from these zeros
+    np.testing.assert_allclose(sums[:6], np.concatenate([x.sum((0, 2)), (x * x).sum((0, 2))]), rtol=1e-12)
+    mean, invstd = sums[12:15], sums[15:]  # saved for backward
     m, v = x.mean((0, 2)), x.var((0, 2))
     np.testing.assert_allclose(asnumpy(mean), m, rtol=1e-12)
     np.testing.assert_allclose(asnumpy(invstd), 1 / np.sqrt(v + 1e-5), rtol=1e-8)

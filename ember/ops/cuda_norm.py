@@ -265,30 +265,31 @@ def _constants(**values) -> str:
 def _stat_sums(kind: str, C: int, ia: int, ib: int, O: int):
     body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
             # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib) and
-            # the saved statistics (m: the means, then the invstds)
-            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - m[c]) * m[C + c];"
+            # forward's statistics (sums[4C + c]: the mean, sums[5C + c]: the invstd)
+            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - sums[4 * C + c])"
+                 " * sums[5 * C + c];"
             }[kind]
-    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, const T* m, long long n, int S, double* sums",
+    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, long long n, int S, double* sums",
                 _constants(C=C, ia=ia, ib=ib, O=O) + _STAT_SUMS.replace("BODY", body))
 
 
-def _sums(kind: str, lay, sums, at: int, other=None, stats=None):
+def _sums(kind: str, lay, sums, at: int, other=None):
     """Per-channel float64 totals over a (``_channel_layout``), added into sums[at:at + C] and
     sums[at + C:at + 2 * C] (zeros): sum(a) and sum(a^2) for kind "x"; sum(a) and sum(a * xhat),
-    xhat = (other - mean) * invstd, for kind "g", with stats = [mean (C), invstd (C)]."""
+    xhat = (other - mean) * invstd, for kind "g", mean and invstd read from sums[4C:6C]."""
     flat, k, n, ia = lay
     C = flat.size // n
     S = max(1, min(n, 32768 // C))
     b, ib = (flat, ia) if other is None else other
-    _stat_sums(kind, C, ia, ib, at)(C * S, flat, b, flat if stats is None else stats, n, S, sums, dtype=flat.dtype)
+    _stat_sums(kind, C, ia, ib, at)(C * S, flat, b, n, S, sums, dtype=flat.dtype)
 
 
 @functools.cache
 def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track: bool, has_count: bool):
     return Loop(
         "ember_bn_forward",
-        "const T* x, const double* sums, const T* w, const T* b, double inv_n, double momentum, double unbias, "
-        "T* y, T* stats, T* run_mean, T* run_var, long long* count",
+        "const T* x, double* sums, const T* w, const T* b, double inv_n, double momentum, double unbias, "
+        "T* y, T* run_mean, T* run_var, long long* count",
         _constants(C=C, inner=inner, eps=eps, has_w=has_w, has_b=has_b, track=track, has_count=has_count) + """
         // element i of x and y in their (shared) memory order; its channel c
         if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
@@ -296,11 +297,11 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
         const double mean = sums[c] * inv_n;
         const double invstd = rsqrt(fmax(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
         y[i] = T(((double)x[i] - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
-        if (i < C) {  // channel i's statistics, saved (mean, then invstd) and tracked once
+        if (i < C) {  // channel i's statistics, saved for backward (sums[4C:6C]) and tracked once
             const double m = sums[i] * inv_n;
             const double var = fmax(sums[C + i] * inv_n - m * m, 0.0);
-            stats[i] = T(m);
-            stats[C + i] = T(rsqrt(var + eps));
+            sums[4 * C + i] = m;
+            sums[5 * C + i] = rsqrt(var + eps);
             if (track) {
                 run_mean[i] = T((1 - momentum) * run_mean[i] + momentum * m);
                 run_var[i] = T((1 - momentum) * run_var[i] + momentum * var * unbias);
@@ -312,9 +313,9 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
 
 def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
-    launches: (y in x's memory order, stats: the means then the invstds (2 * C,), sums: (4 * C,)
-    float64 whose second half is zeros for backward's sums, allocated and zeroed with forward's
-    own). ``running`` = (running_mean,
+    launches: (y in x's memory order, sums: (6 * C,) float64 holding forward's per-channel sums of
+    x and x^2, then zeros for backward's sums (allocated and zeroed with forward's), then the means
+    and invstds, saved for backward). ``running`` = (running_mean,
     running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased);
     ``count``, an int64 array of one element, is advanced by one.
 
@@ -324,34 +325,33 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
         y = (x - mean) * invstd * w + b
         running_mean = (1 - momentum) * running_mean + momentum * mean   (and var * unbias likewise)
     """
-    cp = _cp()
     flat, k, n, ia = lay
     C = flat.size // n
-    sums = cp.zeros(4 * C, dtype=np.float64)  # forward's totals, then backward's
+    sums = _cp().zeros(6 * C, dtype=np.float64)  # forward's totals, backward's, the statistics
     _sums("x", lay, sums, 0)
     y = backend.empty_as(x)
-    stats = cp.empty(2 * C, dtype=x.dtype)
-    rm, rv, momentum, unbias = running if running is not None else (stats, stats, 0.0, 1.0)
+    rm, rv, momentum, unbias = running if running is not None else (y, y, 0.0, 1.0)
     kernel = _bn_forward(C, ia, float(eps), w is not None, b is not None, running is not None, count is not None)
     # x lies densely (lay) and y in the same order: element i is the same in both memories
     # (absent arrays are compiled out of the kernel: any address stands in for them)
-    kernel(x.size, x, sums, stats if w is None else w, stats if b is None else b, 1.0 / n, momentum, unbias,
-           y, stats, rm, rv, stats if count is None else count, dtype=x.dtype)
-    return y, stats, sums
+    kernel(x.size, x, sums, y if w is None else w, y if b is None else b, 1.0 / n, momentum, unbias,
+           y, rm, rv, y if count is None else count, dtype=x.dtype)
+    return y, sums
 
 
 @functools.cache
 def _bn_backward(C: int, inner: int, has_w: bool):
     return Loop(
         "ember_bn_backward",
-        "const T* g, const T* x, const double* sums, const T* stats, const T* w, double inv_m, T* gx, T* gw, T* gb",
+        "const T* g, const T* x, const double* sums, const T* w, double inv_m, T* gx, T* gw, T* gb",
         _constants(C=C, inner=inner, has_w=has_w) + """
-        // element i of g, x and gx in x's memory order; its channel c. stats: means, then
-        // invstds; sums (from 2C on): sum(g) and sum(g * xhat) per channel
+        // element i of g, x and gx in x's memory order; its channel c. sums (from 2C on):
+        // sum(g) and sum(g * xhat) per channel, then forward's means and invstds
         const double* s = sums + 2 * C;
         const int c = (i / inner) % C;
-        const T xhat = (x[i] - stats[c]) * stats[C + c];
-        const T scale = stats[C + c] * (has_w ? w[c] : T(1));
+        const double invstd = s[3 * C + c];
+        const T xhat = T(((double)x[i] - s[2 * C + c]) * invstd);
+        const T scale = T(invstd) * (has_w ? w[c] : T(1));
         gx[i] = (g[i] - T((s[c] + (double)xhat * s[C + c]) * inv_m)) * scale;
         if (i < C) {
             gw[i] = T(s[C + i]);
@@ -361,23 +361,23 @@ def _bn_backward(C: int, inner: int, has_w: bool):
     )
 
 
-def batch_norm_backward(g, x, lay, glay, stats, w, sums=None):
+def batch_norm_backward(g, x, lay, glay, sums, w, again: bool = False):
     """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, from its
-    stats, in three launches (two when given its ``sums``, whose zero second half they sum into);
-    x and g laid out per channel as lay and glay.
+    ``sums`` (whose zeros backward's sums go into: zeroed ``again`` for a second backward through
+    the same forward), in two launches; x and g laid out per channel as lay and glay.
 
     NumPy equivalent: ``xhat = (x - mean) * invstd;  gb = g.sum(axes);  gw = (g * xhat).sum(axes);
     gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per channel.
     """
     cp = _cp()
-    C, n = stats.size // 2, lay[2]
-    if sums is None:
-        sums = cp.zeros(4 * C, dtype=np.float64)
-    _sums("g", glay, sums, 2 * C, other=(lay[0], lay[3]), stats=stats)
+    C, n = sums.size // 6, lay[2]
+    if again:
+        sums[2 * C:4 * C] = 0
+    _sums("g", glay, sums, 2 * C, other=(lay[0], lay[3]))
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     if g.strides != x.strides:  # g lies in another order than x: copied into x's
         g = backend.copy_as(g, x)
-    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, stats, stats if w is None else w, 1.0 / n,
+    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, gx if w is None else w, 1.0 / n,
                                            gx, gw, gb, dtype=x.dtype)
     return gx, gw, gb

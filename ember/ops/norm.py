@@ -183,9 +183,9 @@ class Normalize(Function):
 
     def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running):
         """On a GPU, for statistics per channel (one kept axis; w and b, as given, one value per
-        channel; float32/64 running buffers like x): [x, its layout, stats (means, then invstds),
-        w, sums (their second half zeros for backward), y] from cuda_norm.batch_norm_forward; else
-        None. (Plain loops and tests: this runs for every batch norm of a GPU training step, whose
+        channel; float32/64 running buffers like x): [x, its layout, w, sums (forward's, zeros for
+        backward's, the statistics), whether a backward has run, y] from
+        cuda_norm.batch_norm_forward; else None. (Plain loops and tests: this runs for every batch norm of a GPU training step, whose
         host time is its cost.)"""
         params = [p for p in (w, b) if p is not None]
         lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *params) else None
@@ -208,21 +208,21 @@ class Normalize(Function):
             running = (rm_a, rv_a, momentum, unbias)
         wf = w if w is None or w.ndim == 1 else w.reshape(-1)
         bf = b if b is None or b.ndim == 1 else b.reshape(-1)
-        y, stats, sums = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
-                                                      None if counter is None else counter.data)
+        y, sums = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
+                                               None if counter is None else counter.data)
         for t in (rm, rv, counter):
             if t is not None:
                 t._vc[0] += 1
-        return [x, lay, stats, wf, sums, y]
+        return [x, lay, wf, sums, False, y]
 
     def _fused_backward(self, gy):
-        x, lay, stats, w, sums = self.fused
-        self.fused[4] = None  # summed into below: a second backward (retain_graph) gets new zeros
+        x, lay, w, sums, again = self.fused
+        self.fused[4] = True  # backward sums into sums' zeros: a second one (retain_graph) zeroes them again
         glay = cuda_norm._channel_layout(gy, self.fused_axes)
         if glay is None:  # neither memory order: one copy
             gy = xp_of(gy).ascontiguousarray(gy)
             glay = cuda_norm._channel_layout(gy, self.fused_axes)
-        gx, gw, gb = cuda_norm.batch_norm_backward(gy, x, lay, glay, stats, w, sums)
+        gx, gw, gb = cuda_norm.batch_norm_backward(gy, x, lay, glay, sums, w, again)
         grads = [gx if self.needs_input_grad[0] else None]
         for p, shape in zip([gw] * self.has_w + [gb] * self.has_b, self.param_shapes):
             grads.append(p if p.shape == shape else p.reshape(shape))
