@@ -12,7 +12,8 @@ Everything else is NumPy. It checks index arithmetic and dispatch, not CUDA itse
     python -m pytest -p tests.cuda_emulator -q tests/test_ops.py tests/test_pool.py -k "not gpu"
     EMBER_EMULATE_GPU_TESTS=1 python -m pytest -p tests.cuda_emulator -q tests/test_gpu_routes.py
 
-(the second runs the gpu-marked kernel and route tests; those about devices themselves fail there)
+(the second runs the gpu-marked kernel and route tests; those about devices themselves, marked
+``device``, are skipped). tests/test_gpu_emulated.py runs both in CI when g++ is there.
 
 Random draws stay NumPy's and arrays report device "cpu"; tests about devices themselves
 are meaningless under this plugin.
@@ -284,3 +285,13 @@ def pytest_configure(config):  # used as a plugin: -p tests.cuda_emulator
         from ember import backend
 
         backend.cupy_available = lambda: True
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests about devices themselves (marked ``device``): arrays here live on the CPU."""
+    import pytest
+
+    skip = pytest.mark.skip(reason="about devices themselves: meaningless under tests/cuda_emulator.py")
+    for item in items:
+        if item.get_closest_marker("device") is not None:
+            item.add_marker(skip)

@@ -34,6 +34,7 @@ RNG = np.random.default_rng(0)
 
 
 # ---- devices -------------------------------------------------------------------------------------
+@pytest.mark.device
 def test_device_names_moves_and_factories():
     assert ember.device("cuda") == "cuda:0" and str(ember.device("cuda:0")) == "cuda:0"
     x = ember.randn(3, 4)
@@ -49,6 +50,7 @@ def test_device_names_moves_and_factories():
     assert "cuda:0" in repr(g)
 
 
+@pytest.mark.device
 def test_cuda_module_helpers():
     assert ember.cuda.is_available() and ember.cuda.device_count() >= 1
     assert isinstance(ember.cuda.get_device_name(0), str)
@@ -67,6 +69,7 @@ def test_cuda_module_helpers():
     assert ember.cuda.memory_reserved() <= stats["reserved_bytes"] and not cuda_conv._SCRATCH
 
 
+@pytest.mark.device
 def test_module_to_moves_parameters_and_buffers():
     m = get_model("resnet20", num_classes=10)
     m.to("cuda")
@@ -84,6 +87,7 @@ def test_module_to_moves_parameters_and_buffers():
     lambda a, b: ember.cat([a, b]),
     lambda a, b: F.conv2d(a.reshape(1, 1, 4, 4), b.reshape(1, 1, 4, 4)),
 ])
+@pytest.mark.device
 def test_mixing_devices_names_both(call):
     a, b = ember.randn(4, 4), ember.randn(4, 4).to("cuda")
     with pytest.raises(DeviceError) as e:
@@ -91,12 +95,14 @@ def test_mixing_devices_names_both(call):
     assert "cpu" in str(e.value) and "cuda:0" in str(e.value)
 
 
+@pytest.mark.device
 def test_mixing_devices_in_loss_names_both():
     x = ember.randn(4, 3).to("cuda")
     with pytest.raises(DeviceError, match="cross_entropy.*(cpu.*cuda:0|cuda:0.*cpu)"):
         F.cross_entropy(x, ember.tensor([0, 1, 2, 0]))
 
 
+@pytest.mark.device
 def test_checkpoint_gpu_to_cpu_and_back(tmp_path):
     ember.manual_seed(0)
     m = get_model("lenet5", num_classes=10).to("cuda")
@@ -383,6 +389,7 @@ def test_max_pool_and_batch_norm_float32_on_gpu_match_cpu():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.device
 def test_dropout_on_gpu_keeps_the_right_fraction_and_gradient():
     x = ember.ones(200, 500, device="cuda", requires_grad=True)
     y = F.dropout(x, 0.3, generator=ember.Generator(7))
@@ -421,6 +428,7 @@ def test_training_steps_match_cpu(name, shape):
         np.testing.assert_allclose(runs["cuda"][1][k], v, rtol=1e-2, atol=1e-3, err_msg=k)
 
 
+@pytest.mark.device
 def test_cli_trains_on_cuda(tmp_path):
     from ember.cli import main
 
