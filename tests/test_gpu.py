@@ -17,6 +17,7 @@ from ember.models import get_model
 from ember.ops import cuda_kernels as K
 from ember.ops import cuda_norm as CN
 from ember.ops import im2col as I
+from tests.gpu_compare import on
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
 
@@ -340,15 +341,16 @@ def test_add_kernel_matches_numpy_in_either_memory_order():
 def _run_optimizer(make, steps: int, device: str):
     """Parameters after ``steps`` updates with fixed gradients, as float64 NumPy arrays."""
     rng = np.random.default_rng(3)
-    params = [ember.tensor(rng.standard_normal(s), requires_grad=True) for s in ((5, 4), (7,))]
-    grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(steps)]
-    params = [ember.tensor(p.data, device=device, requires_grad=True) for p in params]
-    opt = make(params)
-    for gs in grads:
-        for p, g in zip(params, gs):
-            p.grad = ember.tensor(g, device=device)
-        opt.step()
-    return [asnumpy(p.data) for p in params]
+    with on(device):
+        params = [ember.tensor(rng.standard_normal(s), requires_grad=True) for s in ((5, 4), (7,))]
+        grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(steps)]
+        params = [ember.tensor(p.data, device=device, requires_grad=True) for p in params]
+        opt = make(params)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = ember.tensor(g, device=device)
+            opt.step()
+        return [asnumpy(p.data) for p in params]
 
 
 @pytest.mark.parametrize("make", [
@@ -377,14 +379,16 @@ def test_max_pool_and_batch_norm_float32_on_gpu_match_cpu():
     x = RNG.standard_normal((4, 3, 9, 9)).astype(np.float32)
     outs = {}
     for device in ("cpu", "cuda"):
-        t = ember.tensor(x, device=device, requires_grad=True)
-        w = ember.tensor(np.linspace(0.5, 1.5, 3, dtype=np.float32), device=device, requires_grad=True)
-        b = ember.tensor(np.linspace(-1, 1, 3, dtype=np.float32), device=device, requires_grad=True)
-        rm, rv = ember.zeros(3, device=device), ember.ones(3, device=device)
-        y, idx = F.max_pool2d(F.batch_norm(t, rm, rv, w, b, training=True), 3, 2, 1, return_indices=True)
-        (F.relu(y) * ember.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(np.float32),
-                                  device=device)).sum().backward()
-        outs[device] = [asnumpy(a) for a in (y.data, idx.data, t.grad.data, w.grad.data, b.grad.data, rm.data, rv.data)]
+        with on(device):
+            t = ember.tensor(x, device=device, requires_grad=True)
+            w = ember.tensor(np.linspace(0.5, 1.5, 3, dtype=np.float32), device=device, requires_grad=True)
+            b = ember.tensor(np.linspace(-1, 1, 3, dtype=np.float32), device=device, requires_grad=True)
+            rm, rv = ember.zeros(3, device=device), ember.ones(3, device=device)
+            y, idx = F.max_pool2d(F.batch_norm(t, rm, rv, w, b, training=True), 3, 2, 1, return_indices=True)
+            (F.relu(y) * ember.tensor(np.cos(np.arange(y.numel())).reshape(y.shape).astype(np.float32),
+                                      device=device)).sum().backward()
+            outs[device] = [asnumpy(a) for a in (y.data, idx.data, t.grad.data, w.grad.data, b.grad.data, rm.data,
+                                                 rv.data)]
     for name, a, b in zip(["y", "indices", "gx", "gw", "gb", "running_mean", "running_var"], outs["cpu"], outs["cuda"]):
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5, err_msg=name)
 
@@ -412,17 +416,18 @@ def test_training_steps_match_cpu(name, shape):
     runs = {}
     for device in ("cpu", "cuda"):
         ember.manual_seed(0)
-        m = get_model(name, num_classes=10, in_channels=shape[1], input_size=shape[2]).to(device)
-        opt = ember.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-        xs, ys = ember.tensor(x, device=device), ember.tensor(y, device=device)
-        losses = []
-        for _ in range(3):
-            loss = F.cross_entropy(m(xs), ys)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.item()))
-        runs[device] = losses, {k: asnumpy(v.data) for k, v in m.state_dict().items()}
+        with on(device):
+            m = get_model(name, num_classes=10, in_channels=shape[1], input_size=shape[2]).to(device)
+            opt = ember.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            xs, ys = ember.tensor(x, device=device), ember.tensor(y, device=device)
+            losses = []
+            for _ in range(3):
+                loss = F.cross_entropy(m(xs), ys)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.item()))
+            runs[device] = losses, {k: asnumpy(v.data) for k, v in m.state_dict().items()}
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=1e-3)
     for k, v in runs["cpu"][1].items():
         np.testing.assert_allclose(runs["cuda"][1][k], v, rtol=1e-2, atol=1e-3, err_msg=k)

@@ -19,6 +19,7 @@ from ember.backend import asnumpy, cupy_available
 from ember.ops import cuda_conv as CC
 from ember.ops import cuda_gemm
 from ember.ops import im2col as I
+from tests.gpu_compare import on
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
 
@@ -206,11 +207,12 @@ def test_conv2d_gpu_route_matches_cpu(xs, ws, stride, padding, dilation, groups,
     x, w = RNG.standard_normal(xs), RNG.standard_normal(ws)
     b = RNG.standard_normal(ws[0]) if bias else None
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
-    cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
-    cb = ember.tensor(b, requires_grad=True) if bias else None
-    y = F.conv2d(cx, cw, cb, **kw)
-    gy = RNG.standard_normal(y.shape)
-    y.backward(gradient=ember.tensor(gy))
+    with on("cpu"):
+        cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+        cb = ember.tensor(b, requires_grad=True) if bias else None
+        y = F.conv2d(cx, cw, cb, **kw)
+        gy = RNG.standard_normal(y.shape)
+        y.backward(gradient=ember.tensor(gy))
 
     gx_, gw_ = (_channels_last_dev(x) if x_last else _dev(x)), _dev(w)
     dx, dw = ember.Tensor(gx_, requires_grad=True), ember.Tensor(gw_, requires_grad=True)
@@ -256,9 +258,11 @@ def test_conv2d_gpu_route_shares_one_scratch_buffer():
     y = F.conv2d(dx, dw, padding=1)
     y.sum().backward()
     assert list(CC._SCRATCH.values()) == [buf]  # reused, not reallocated
-    cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
-    F.conv2d(cx, cw, padding=1).sum().backward()
-    for dev, cpu in ((y, F.conv2d(cx, cw, padding=1)), (dx.grad, cx.grad), (dw.grad, cw.grad)):
+    with on("cpu"):
+        cx, cw = ember.tensor(x, requires_grad=True), ember.tensor(w, requires_grad=True)
+        F.conv2d(cx, cw, padding=1).sum().backward()
+        cy = F.conv2d(cx, cw, padding=1)
+    for dev, cpu in ((y, cy), (dx.grad, cx.grad), (dw.grad, cw.grad)):
         np.testing.assert_allclose(asnumpy(dev.data), cpu.data, rtol=1e-10, atol=1e-10)
     F.conv2d(ember.Tensor(_dev(x.astype(np.float32))), ember.Tensor(_dev(w.astype(np.float32))))
     assert len(CC._SCRATCH) == 2  # float32 gets its own
@@ -286,23 +290,24 @@ def test_batch_norm_gpu_route_matches_cpu(affine, track, dtype, channels_last):
     gy = RNG.standard_normal(x.shape).astype(dtype)
     results = []
     for device in ("cpu", "cuda"):
-        bn = ember.nn.BatchNorm2d(5, affine=affine, track_running_stats=track, dtype=dtype)
-        if affine:
-            bn.weight.data[...] = np.linspace(0.5, 2, 5)
-            bn.bias.data[...] = np.linspace(-1, 1, 5)
-        bn.to(device)
-        xt = ember.Tensor(_channels_last_dev(x) if device == "cuda" and channels_last else
-                          (_dev(x) if device == "cuda" else x.copy()), requires_grad=True)
-        for _ in range(2):  # the running statistics move twice
-            y = bn(xt)
-        y.backward(gradient=ember.Tensor(_dev(gy) if device == "cuda" else gy))
-        got = [y.data, xt.grad.data] + ([bn.weight.grad.data, bn.bias.grad.data] if affine else [])
-        got += [bn.running_mean.data, bn.running_var.data, bn.num_batches_tracked.data] if track else []
-        if track:
-            assert int(asnumpy(bn.num_batches_tracked.data)) == 2
-        if device == "cuda" and channels_last:
-            assert backend.is_channels_last(y.data) and backend.is_channels_last(xt.grad.data)
-        results.append([asnumpy(a) for a in got])
+        with on(device):
+            bn = ember.nn.BatchNorm2d(5, affine=affine, track_running_stats=track, dtype=dtype)
+            if affine:
+                bn.weight.data[...] = np.linspace(0.5, 2, 5)
+                bn.bias.data[...] = np.linspace(-1, 1, 5)
+            bn.to(device)
+            xt = ember.Tensor(_channels_last_dev(x) if device == "cuda" and channels_last else
+                              (_dev(x) if device == "cuda" else x.copy()), requires_grad=True)
+            for _ in range(2):  # the running statistics move twice
+                y = bn(xt)
+            y.backward(gradient=ember.Tensor(_dev(gy) if device == "cuda" else gy))
+            got = [y.data, xt.grad.data] + ([bn.weight.grad.data, bn.bias.grad.data] if affine else [])
+            got += [bn.running_mean.data, bn.running_var.data, bn.num_batches_tracked.data] if track else []
+            if track:
+                assert int(asnumpy(bn.num_batches_tracked.data)) == 2
+            if device == "cuda" and channels_last:
+                assert backend.is_channels_last(y.data) and backend.is_channels_last(xt.grad.data)
+            results.append([asnumpy(a) for a in got])
     tol = 1e-10 if dtype == np.float64 else 2e-5
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
@@ -362,13 +367,14 @@ def test_multi_tensor_updates_with_two_dtypes_and_gradients_that_come_and_go(mak
     have = [[True, True, False, True], [True, False, True, True], [True, True, True, False], [True] * 4]
     results = []
     for device in ("cpu", "cuda"):
-        params = [ember.tensor(a, device=device, requires_grad=True) for a in init]
-        opt = make(params)
-        for gs, hs in zip(grads, have):
-            for p, g, h in zip(params, gs, hs):
-                p.grad = ember.tensor(g, device=device) if h else None
-            opt.step()
-        results.append([asnumpy(p.data) for p in params])
+        with on(device):
+            params = [ember.tensor(a, device=device, requires_grad=True) for a in init]
+            opt = make(params)
+            for gs, hs in zip(grads, have):
+                for p, g, h in zip(params, gs, hs):
+                    p.grad = ember.tensor(g, device=device) if h else None
+                opt.step()
+            results.append([asnumpy(p.data) for p in params])
     for (a, b), (_, dt) in zip(zip(*results), shapes):
         tol = 1e-12 if dt == np.float64 else 1e-6
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
@@ -392,11 +398,12 @@ def test_cross_entropy_gpu_route_matches_cpu(weighted, eps, ignore, reduction, m
     results = []
     for device in ("cpu", "cuda"):
         move = _dev if device == "cuda" else (lambda a: a)
-        xt = ember.Tensor(move(x), requires_grad=True)
-        loss = F.cross_entropy(xt, ember.Tensor(move(y)), weight=ember.Tensor(move(w)) if weighted else None,
-                               ignore_index=ignore, label_smoothing=eps, reduction=reduction)
-        loss.backward(gradient=ember.Tensor(move(gy)))
-        results.append([asnumpy(loss.data), asnumpy(xt.grad.data)])
+        with on(device):
+            xt = ember.Tensor(move(x), requires_grad=True)
+            loss = F.cross_entropy(xt, ember.Tensor(move(y)), weight=ember.Tensor(move(w)) if weighted else None,
+                                   ignore_index=ignore, label_smoothing=eps, reduction=reduction)
+            loss.backward(gradient=ember.Tensor(move(gy)))
+            results.append([asnumpy(loss.data), asnumpy(xt.grad.data)])
     assert calls, "the GPU route was not taken"
     for a, b in zip(*results):
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
