@@ -43,9 +43,12 @@ def test_gpu_kernels_and_routes_match_numpy_and_the_cpu_under_the_emulator():
 
 def test_every_op_and_model_on_its_gpu_branch_under_the_emulator():
     """The op table (forward vs float64 reference, float64 gradcheck, PyTorch as oracle) and the
-    convolution, norm, activation, loss and model tests, every op on its GPU branch: a wrong index in
+    convolution, norm, activation, loss, pooling, optimizer, layout, autograd and model tests, every
+    op on its GPU branch: a wrong index in
     a kernel fails here (checked: a batch-norm backward reading the wrong sum fails 8+ op tests)."""
     out = _pytest("tests/test_ops.py", "tests/test_conv.py", "tests/test_norm.py", "tests/test_models.py",
-                  "tests/test_activation_loss.py", "-k", "not gpu")
+                  "tests/test_activation_loss.py", "tests/test_pool.py", "tests/test_optim.py",
+                  "tests/test_channels_last.py", "tests/test_autograd.py", "tests/test_dropout_upsample.py",
+                  "-k", "not gpu")
     assert out.returncode == 0, _summary(out)
     assert " passed" in out.stdout and " failed" not in out.stdout
