@@ -164,6 +164,38 @@ def _bn_eval(lib, tensor):
 add_row("batch_norm_eval", _bn_eval(F, ember.Tensor), _affine_samples([("4d", (2, 3, 4, 3)), ("3d", (3, 3, 5))],
                                                                        lambda s: s[1]),
         torch_fn=_bn_eval(TF, torch.from_numpy))
+def _bn_add_relu_samples(rng):
+    out = []
+    for name, shape in [("4d", (4, 3, 5, 3)), ("2d", (6, 4)), ("3d", (3, 2, 7))]:
+        c = shape[1]
+        out.append(Sample((_n(rng, *shape), rng.uniform(0.5, 1.5, c), _n(rng, c), _n(rng, *shape)), name=name))
+    return out
+
+
+def _bn_add_relu(lib, tensor, training, relu=True):
+    rm, rv = np.linspace(-0.5, 0.5, 4), np.linspace(0.5, 2.0, 4)
+
+    def fn(x, w, b, r):
+        c = x.shape[1]
+        stats = (tensor(rm[:c].copy()), tensor(rv[:c].copy())) if not training else (None, None)
+        if lib is F:
+            return F.batch_norm(x, *stats, w, b, training=training, add=r, relu=relu)
+        y = TF.batch_norm(x, *stats, w, b, training=training) + r
+        return TF.relu(y) if relu else y
+
+    return fn
+
+
+# ember's batch_norm(..., add=r, relu=True): relu(batch_norm(x) + r) as one op (ResNet's blocks)
+add_row("batch_norm_add_relu_train", _bn_add_relu(F, ember.Tensor, True), _bn_add_relu_samples,
+        torch_fn=_bn_add_relu(TF, torch.from_numpy, True))
+add_row("batch_norm_add_train", _bn_add_relu(F, ember.Tensor, True, relu=False), _bn_add_relu_samples,
+        torch_fn=_bn_add_relu(TF, torch.from_numpy, True, relu=False))
+add_row("batch_norm_add_relu_eval", _bn_add_relu(F, ember.Tensor, False), _bn_add_relu_samples,
+        torch_fn=_bn_add_relu(TF, torch.from_numpy, False))
+add_row("batch_norm_relu_train", lambda x, w, b: F.batch_norm(x, None, None, w, b, training=True, relu=True),
+        _affine_samples(_BN_SHAPES, lambda s: s[1]),
+        torch_fn=lambda x, w, b: TF.relu(TF.batch_norm(x, None, None, w, b, training=True)))
 add_row("instance_norm", lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
         _affine_samples([("4d", (2, 3, 4, 5)), ("3d", (1, 2, 7))], lambda s: s[1]),
         torch_fn=lambda x, w, b: TF.instance_norm(x, weight=w, bias=b))

@@ -313,6 +313,61 @@ def test_batch_norm_gpu_route_matches_cpu(affine, track, dtype, channels_last):
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("add_grad", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("x_last,add_last,gy_last", [(False, False, False), (True, True, True), (True, False, False),
+                                                     (False, True, True)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_add_relu_gpu_route_matches_cpu(dtype, x_last, add_last, gy_last, relu, add_grad, training):
+    """relu(bn(x) + add) in one op (the fused kernels in training, the generic route in eval), with
+    x, add and the incoming gradient in either memory order, against the CPU."""
+    x = (RNG.standard_normal((6, 5, 4, 3)) * 3 + 2).astype(dtype)
+    r = RNG.standard_normal(x.shape).astype(dtype)
+    gy = RNG.standard_normal(x.shape).astype(dtype)
+    results = []
+    for device in ("cpu", "cuda"):
+        with on(device):
+            bn = ember.nn.BatchNorm2d(5, dtype=dtype)
+            bn.weight.data[...] = np.linspace(0.5, 2, 5)
+            bn.bias.data[...] = np.linspace(-1, 1, 5)
+            bn.to(device)
+            bn.train(training)
+            put = (lambda a, last: _channels_last_dev(a) if last else _dev(a)) if device == "cuda" else \
+                (lambda a, last: a.copy())
+            xt = ember.Tensor(put(x, x_last), requires_grad=True)
+            rt = ember.Tensor(put(r, add_last), requires_grad=add_grad)
+            y = bn(xt, add=rt, relu=relu)
+            assert (y.grad_fn.fused is not None) == (device == "cuda" and training)  # the fused kernels' route
+            y.backward(gradient=ember.Tensor(put(gy, gy_last)))
+            got = [y.data, xt.grad.data, bn.weight.grad.data, bn.bias.grad.data, bn.running_mean.data]
+            assert (rt.grad is not None) == add_grad
+            got += [rt.grad.data] if add_grad else []
+            if device == "cuda" and x_last and training:  # (the fused kernels keep x's order)
+                assert backend.is_channels_last(y.data) and backend.is_channels_last(xt.grad.data)
+            results.append([asnumpy(a) for a in got])
+    assert relu == bool((results[0][0] == 0).any())
+    tol = 1e-10 if dtype == np.float64 else 2e-5
+    for a, b in zip(*results):
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
+
+
+def test_batch_norm_add_relu_backward_twice_with_retain_graph():
+    x = RNG.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    r = RNG.standard_normal(x.shape).astype(np.float32)
+    gy = RNG.standard_normal(x.shape).astype(np.float32)
+    bn = ember.nn.BatchNorm2d(3).to("cuda")
+    xt, rt = ember.Tensor(_dev(x), requires_grad=True), ember.Tensor(_dev(r), requires_grad=True)
+    y = bn(xt, add=rt, relu=True)
+    grads = []
+    for _ in range(2):
+        xt.grad = rt.grad = bn.weight.grad = None
+        y.backward(gradient=ember.Tensor(_dev(gy)), retain_graph=True)
+        grads.append([asnumpy(t.grad.data) for t in (xt, rt, bn.weight)])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_gpu_route_backward_twice_with_retain_graph():
     """Backward sums into zeros that forward handed out; a second backward gets new ones."""
     x = RNG.standard_normal((4, 3, 5, 5)).astype(np.float32)

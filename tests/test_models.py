@@ -249,6 +249,56 @@ def test_resnet20_matches_torch(opt):
         assert n_params(get_model("resnet20")) == 269_722  # He et al.: 0.27M
 
 
+@pytest.mark.parametrize("opt", ["A", "B"])
+def test_resnet20_training_step_matches_torch(opt):
+    """Training mode (batch statistics; each block's last batch norm, residual sum and ReLU as one
+    op, ember.models.resnet.bn_relu): the loss and every parameter's gradient as PyTorch's."""
+    m = get_model("resnet20", shortcut=opt, in_channels=1)
+    t = TResNet([3, 3, 3], [16, 32, 64], 1, 10, opt)
+    t.load_state_dict({k: torch.from_numpy(np.asarray(v.data).copy()) for k, v in m.state_dict().items()})
+    m.double()
+    t.double()
+    x = img(4, 1, 12).astype(np.float64)
+    y = np.array([1, 3, 0, 7])
+    loss = ember.nn.functional.cross_entropy(m(ember.tensor(x)), ember.tensor(y))
+    loss.backward()
+    tloss = tF.cross_entropy(t(torch.from_numpy(x)), torch.from_numpy(y))
+    tloss.backward()
+    np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-10)
+    tgrads = {k: p.grad.numpy() for k, p in t.named_parameters()}
+    for k, p in m.named_parameters():
+        np.testing.assert_allclose(p.grad.numpy(), tgrads[k], rtol=1e-7, atol=1e-10, err_msg=k)
+    for k, b in m.named_buffers():  # running statistics moved alike
+        np.testing.assert_allclose(np.asarray(b.data), t.state_dict()[k].numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=k)
+
+
+def test_resnet_block_fuses_only_unwatched_standard_layers():
+    """bn_relu runs relu(bn(x) + identity) as one op unless a hook watches the ReLU or a batch norm
+    (the hook then sees exactly its layer's output) or a layer was swapped for another."""
+    from ember.ops.norm import Normalize
+
+    block = ember.models.BasicBlock(4, 4)
+    x = ember.tensor(img(2, 4, 5))
+    out = block(x)
+    assert isinstance(out.grad_fn, Normalize)  # one op: batch norm, residual sum and ReLU
+    seen = []
+    handle = block.relu.register_forward_hook(lambda mod, args, y: seen.append(y.detach().numpy().copy()))
+    out2 = block(x)
+    handle.remove()
+    assert len(seen) == 2 and not isinstance(out2.grad_fn, Normalize)
+    np.testing.assert_allclose(seen[1], out.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out2.detach().numpy(), out.detach().numpy(), rtol=1e-6, atol=1e-6)
+    pre = []
+    handle = block.bn2.register_forward_hook(lambda mod, args, y: pre.append(y.detach().numpy().copy()))
+    block(x)
+    handle.remove()
+    assert (pre[0] < 0).any()  # bn2's own output, before the sum and the ReLU
+    block.relu = nn.LeakyReLU(0.5)  # a researcher's change is honoured
+    leaky = block(x).detach().numpy()
+    assert (leaky < 0).any()
+
+
 def test_cifar_resnet_depths():
     assert n_params(get_model("resnet32")) == 464_154
     assert n_params(get_model("resnet56")) == 853_018

@@ -172,6 +172,44 @@ def test_instance_norm_running_stats_vs_torch(rng):
     _step(em, tm, rng.standard_normal((6, 4, 5, 5)).astype(np.float32), rng)
 
 
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("x_last,add_last,g_last", [(False, False, False), (True, True, True), (True, False, True),
+                                                    (False, True, False)])
+def test_batchnorm_add_relu_vs_torch(x_last, add_last, g_last, training, rng):
+    """bn(x, add=r, relu=True) = relu(bn(x) + r) in one op: values, the gradients of x, r and the
+    parameters, and the running statistics as PyTorch's three ops, in every memory order (on the CPU
+    the sum and the ReLU run on the channel rows of a channels-last x)."""
+    shape = (8, 16, 6, 5)
+    em, tm = nn.BatchNorm2d(16), torch.nn.BatchNorm2d(16)
+    _randomize(em, tm, rng)
+    em.train(training)
+    tm.train(training)
+    x, r, g = (rng.standard_normal(shape).astype(np.float32) for _ in range(3))
+    xe = ember.Tensor(_channels_last(x) if x_last else x.copy(), requires_grad=True)
+    re = ember.Tensor(_channels_last(r) if add_last else r.copy(), requires_grad=True)
+    xt, rt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(r).requires_grad_()
+    ye, yt = em(xe, add=re, relu=True), torch.relu(tm(xt) + rt)
+    assert rel_err(ye.data, yt.detach().numpy()) <= 1e-5 and (ye.data == 0).mean() > 0.2
+    if x_last:
+        assert _channels_last(ye.data).strides == ye.data.strides  # stays channels-last
+    ye.backward(ember.Tensor(_channels_last(g) if g_last else g))
+    yt.backward(torch.from_numpy(g))
+    for a, b in [(xe.grad, xt.grad), (re.grad, rt.grad), (em.weight.grad, tm.weight.grad),
+                 (em.bias.grad, tm.bias.grad), (em.running_mean, tm.running_mean), (em.running_var, tm.running_var)]:
+        assert rel_err(a.data, b.detach().numpy()) <= 1e-4
+
+
+def test_batchnorm_add_errors_name_both_sides():
+    x = ember.Tensor(np.zeros((2, 3, 4, 4), dtype=np.float32))
+    bn = nn.BatchNorm2d(3)
+    with pytest.raises(ValueError, match=r"batch_norm: add has shape \(2, 3, 4, 1\) but the input has shape \(2, 3, 4, 4\)"):
+        bn(x, add=ember.Tensor(np.zeros((2, 3, 4, 1), dtype=np.float32)))  # no broadcasting: a residual sum
+    with pytest.raises(TypeError, match="batch_norm: add has dtype float64 but the input has dtype float32"):
+        bn(x, add=ember.Tensor(np.zeros((2, 3, 4, 4))))
+    with pytest.raises(TypeError, match="batch_norm: add must be a Tensor, got ndarray"):
+        bn(x, add=np.zeros((2, 3, 4, 4), dtype=np.float32))
+
+
 def test_norm_errors():
     x = ember.Tensor(np.zeros((2, 6, 3), dtype=np.float32))
     with pytest.raises(ValueError, match="num_groups 4"):

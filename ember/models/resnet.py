@@ -16,7 +16,7 @@ from ember import nn
 from ember.ops.shape import pad
 from ember.tensor import Tensor
 
-__all__ = ["BasicBlock", "PadShortcut", "CifarResNet", "ResNet", "resnet20", "resnet32", "resnet56",
+__all__ = ["bn_relu", "BasicBlock", "PadShortcut", "CifarResNet", "ResNet", "resnet20", "resnet32", "resnet56",
            "resnet18", "resnet34"]
 
 
@@ -45,6 +45,19 @@ class PadShortcut(nn.Module):
         return f"{self.cin}, {self.cout}, stride={self.stride}"
 
 
+def bn_relu(bn: nn.Module, relu: nn.Module, x: Tensor, add: Tensor | None = None) -> Tensor:
+    """``relu(bn(x) [+ add])``, as one op when that gives the same result (``F.batch_norm``'s
+    ``add=``/``relu=``: the sum and the ReLU in the pass that writes the output, and fewer kernel
+    launches on a GPU). It does when ``bn`` and ``relu`` are ember's own BatchNorm2d and ReLU and
+    no forward hook watches either; a layer swapped for another (say a LeakyReLU, to see what
+    happens) or a hook (activation statistics, summaries) makes each layer run on its own."""
+    if type(bn) is nn.BatchNorm2d and type(relu) is nn.ReLU and not (
+            bn._forward_hooks or bn._forward_pre_hooks or relu._forward_hooks or relu._forward_pre_hooks):
+        return bn(x, add=add, relu=True)
+    y = bn(x)
+    return relu(y if add is None else y + add)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 conv-BN layers plus a shortcut: ``relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))``.
 
@@ -65,9 +78,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out = bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1(x)))
+        return bn_relu(self.bn2, self.relu, self.conv2(out), add=identity)  # relu(bn2(conv2(out)) + identity)
 
 
 def _shortcut(option: str, cin: int, cout: int, stride: int) -> nn.Module | None:
@@ -130,7 +142,7 @@ class CifarResNet(nn.Module):
         _init_resnet(self, zero_init_residual)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1(x)))
         for i in range(self.num_stages):
             x = getattr(self, f"layer{i + 1}")(x)
         return self.fc(x.mean(dim=(2, 3)))  # global average pooling
@@ -171,7 +183,7 @@ class ResNet(nn.Module):
         _init_resnet(self, zero_init_residual)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
+        x = bn_relu(self.bn1, self.relu, self.conv1(x))  # relu(bn1(conv1(x)))
         if not self.small_input:
             x = self.maxpool(x)
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))

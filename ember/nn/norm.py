@@ -89,7 +89,9 @@ class _BatchNorm(_NormBase):
                  track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, *, add: Tensor | None = None, relu: bool = False) -> Tensor:
+        """``bn(x)``; ``bn(x, add=r, relu=True)`` is ``relu(bn(x) + r)`` as one op (ember's own
+        keywords: see ``F.batch_norm``; ResNet's blocks use them)."""
         if x.ndim not in self._dims:
             want = " or ".join(f"{d}D" for d in self._dims)
             raise ShapeError(f"{type(self).__name__}: expected {want} input (got {x.ndim}D input of shape {x.shape})")
@@ -102,7 +104,8 @@ class _BatchNorm(_NormBase):
         else:
             momentum = self._momentum()
         return N.batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
-                            self.weight, self.bias, use_batch, momentum, self.eps, num_batches_tracked=counter)
+                            self.weight, self.bias, use_batch, momentum, self.eps, num_batches_tracked=counter,
+                            add=add, relu=relu)
 
 
 class BatchNorm1d(_BatchNorm):

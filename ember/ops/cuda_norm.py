@@ -263,40 +263,54 @@ def _constants(**values) -> str:
 
 @functools.cache
 def _stat_sums(kind: str, C: int, ia: int, ib: int, O: int):
+    g = ("const long long bt = (j / ib) * C * ib + c * (long long)ib + j % ib;"  # x's element (b, inner ib)
+         "acc += v; acc2 += v * ((double)b[bt] - sums[4 * C + c]) * sums[5 * C + c];")
     body = {"x": "acc += v; acc2 += v * v;",  # sum(x), sum(x^2)
             # sum(g), sum(g * xhat), xhat recomputed from x (b, laid out with inner size ib) and
             # forward's statistics (sums[4C + c]: the mean, sums[5C + c]: the invstd)
-            "g": "acc += v; acc2 += v * ((double)b[(j / ib) * C * ib + c * (long long)ib + j % ib] - sums[4 * C + c])"
-                 " * sums[5 * C + c];"
+            "g": g,
+            # the same for g * (y > 0): the gradient through the ReLU that batch_norm applied (y:
+            # its output, laid out like x), counted where y > 0 only
+            "g_relu": g.replace("acc += v;", "if (!(r[bt] > T(0))) continue; acc += v;"),
             }[kind]
-    return Loop(f"ember_bn_sums_{kind}", "const T* a, const T* b, long long n, int S, double* sums",
+    params = "const T* a, const T* b, long long n, int S, double* sums"
+    return Loop(f"ember_bn_sums_{kind}", params + (", const T* r" if kind == "g_relu" else ""),
                 _constants(C=C, ia=ia, ib=ib, O=O) + _STAT_SUMS.replace("BODY", body))
 
 
-def _sums(kind: str, lay, sums, at: int, other=None):
+def _sums(kind: str, lay, sums, at: int, other=None, y=None):
     """Per-channel float64 totals over a (``_channel_layout``), added into sums[at:at + C] and
     sums[at + C:at + 2 * C] (zeros): sum(a) and sum(a^2) for kind "x"; sum(a) and sum(a * xhat),
-    xhat = (other - mean) * invstd, for kind "g", mean and invstd read from sums[4C:6C]."""
+    xhat = (other - mean) * invstd, for kind "g", mean and invstd read from sums[4C:6C]; for
+    kind "g_relu", the same over the elements where ``y`` (laid out like other) is positive."""
     flat, k, n, ia = lay
     C = flat.size // n
     S = max(1, min(n, 32768 // C))
     b, ib = (flat, ia) if other is None else other
-    _stat_sums(kind, C, ia, ib, at)(C * S, flat, b, n, S, sums, dtype=flat.dtype)
+    kernel = _stat_sums(kind, C, ia, ib, at)
+    if y is None:
+        kernel(C * S, flat, b, n, S, sums, dtype=flat.dtype)
+    else:
+        kernel(C * S, flat, b, n, S, sums, y, dtype=flat.dtype)
 
 
 @functools.cache
-def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track: bool, has_count: bool):
+def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track: bool, has_count: bool,
+                has_add: bool = False, relu: bool = False):
     return Loop(
         "ember_bn_forward",
         "const T* x, double* sums, const T* w, const T* b, double inv_n, double momentum, double unbias, "
-        "T* y, T* run_mean, T* run_var, long long* count",
-        _constants(C=C, inner=inner, eps=eps, has_w=has_w, has_b=has_b, track=track, has_count=has_count) + """
-        // element i of x and y in their (shared) memory order; its channel c
+        "T* y, T* run_mean, T* run_var, long long* count, const T* r",
+        _constants(C=C, inner=inner, eps=eps, has_w=has_w, has_b=has_b, track=track, has_count=has_count,
+                   has_add=has_add, relu=relu) + """
+        // element i of x, y and r in their (shared) memory order; its channel c
         if (i == 0 && has_count) count[0] += 1;  // the layer's num_batches_tracked
         const int c = (i / inner) % C;
         const double mean = sums[c] * inv_n;
         const double invstd = rsqrt(fmax(sums[C + c] * inv_n - mean * mean, 0.0) + eps);
-        y[i] = T(((double)x[i] - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
+        T v = T(((double)x[i] - mean) * invstd) * (has_w ? w[c] : T(1)) + (has_b ? b[c] : T(0));
+        if (has_add) v += r[i];  // then relu(v), NaN passing through as in maximum(v, 0)
+        y[i] = (!relu || v > T(0) || v != v) ? v : T(0);
         if (i < C) {  // channel i's statistics, saved for backward (sums[4C:6C]) and tracked once
             const double m = sums[i] * inv_n;
             const double var = fmax(sums[C + i] * inv_n - m * m, 0.0);
@@ -311,18 +325,19 @@ def _bn_forward(C: int, inner: int, eps: float, has_w: bool, has_b: bool, track:
     )
 
 
-def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
-    """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in three
+def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None, add=None, relu: bool = False):
+    """Batch norm in training of x, laid out per channel as ``lay`` (``_channel_layout``), in two
     launches: (y in x's memory order, sums: (6 * C,) float64 holding forward's per-channel sums of
     x and x^2, then zeros for backward's sums (allocated and zeroed with forward's), then the means
     and invstds, saved for backward). ``running`` = (running_mean,
     running_var, momentum, unbias) moves the running statistics in place (the variance's unbiased);
-    ``count``, an int64 array of one element, is advanced by one.
+    ``count``, an int64 array of one element, is advanced by one. ``add`` (x's shape) is added to
+    the output and ``relu`` applied to it in the same pass.
 
     NumPy equivalent (statistics over all axes but the channel's)::
 
         mean = x.mean(axes);  var = x.var(axes);  invstd = 1 / sqrt(var + eps)
-        y = (x - mean) * invstd * w + b
+        y = (x - mean) * invstd * w + b  [+ add];  [y = maximum(y, 0)]
         running_mean = (1 - momentum) * running_mean + momentum * mean   (and var * unbias likewise)
     """
     flat, k, n, ia = lay
@@ -330,29 +345,35 @@ def batch_norm_forward(x, lay, w, b, eps: float, running=None, count=None):
     sums = _cp().zeros(6 * C, dtype=np.float64)  # forward's totals, backward's, the statistics
     _sums("x", lay, sums, 0)
     y = backend.empty_as(x)
+    if add is not None and add.strides != x.strides:  # add lies in another order than x: copied into x's
+        add = backend.copy_as(add, x)
     rm, rv, momentum, unbias = running if running is not None else (y, y, 0.0, 1.0)
-    kernel = _bn_forward(C, ia, float(eps), w is not None, b is not None, running is not None, count is not None)
-    # x lies densely (lay) and y in the same order: element i is the same in both memories
+    kernel = _bn_forward(C, ia, float(eps), w is not None, b is not None, running is not None, count is not None,
+                         add is not None, bool(relu))
+    # x lies densely (lay) and y (and add) in the same order: element i is the same in each memory
     # (absent arrays are compiled out of the kernel: any address stands in for them)
     kernel(x.size, x, sums, y if w is None else w, y if b is None else b, 1.0 / n, momentum, unbias,
-           y, rm, rv, y if count is None else count, dtype=x.dtype)
+           y, rm, rv, y if count is None else count, y if add is None else add, dtype=x.dtype)
     return y, sums
 
 
 @functools.cache
-def _bn_backward(C: int, inner: int, has_w: bool):
+def _bn_backward(C: int, inner: int, has_w: bool, relu: bool = False, write_g: bool = False):
     return Loop(
         "ember_bn_backward",
-        "const T* g, const T* x, const double* sums, const T* w, double inv_m, T* gx, T* gw, T* gb",
-        _constants(C=C, inner=inner, has_w=has_w) + """
-        // element i of g, x and gx in x's memory order; its channel c. sums (from 2C on):
+        "const T* g, const T* x, const double* sums, const T* w, double inv_m, T* gx, T* gw, T* gb, "
+        "const T* y, T* gr",
+        _constants(C=C, inner=inner, has_w=has_w, relu=relu, write_g=write_g) + """
+        // element i of g, x, y, gx and gr in x's memory order; its channel c. sums (from 2C on):
         // sum(g) and sum(g * xhat) per channel, then forward's means and invstds
         const double* s = sums + 2 * C;
         const int c = (i / inner) % C;
         const double invstd = s[3 * C + c];
         const T xhat = T(((double)x[i] - s[2 * C + c]) * invstd);
         const T scale = T(invstd) * (has_w ? w[c] : T(1));
-        gx[i] = (g[i] - T((s[c] + (double)xhat * s[C + c]) * inv_m)) * scale;
+        const T gi = (!relu || y[i] > T(0)) ? g[i] : T(0);  // through the ReLU forward applied
+        gx[i] = (gi - T((s[c] + (double)xhat * s[C + c]) * inv_m)) * scale;
+        if (write_g) gr[i] = gi;  // the gradient of the residual added before the ReLU
         if (i < C) {
             gw[i] = T(s[C + i]);
             gb[i] = T(s[i]);
@@ -361,23 +382,32 @@ def _bn_backward(C: int, inner: int, has_w: bool):
     )
 
 
-def batch_norm_backward(g, x, lay, glay, sums, w, again: bool = False):
-    """Gradients (gx in x's memory order, gw (C,), gb (C,)) of ``batch_norm_forward``'s y, from its
-    ``sums`` (whose zeros backward's sums go into: zeroed ``again`` for a second backward through
-    the same forward), in two launches; x and g laid out per channel as lay and glay.
+def batch_norm_backward(g, x, lay, glay, sums, w, again: bool = False, y=None, want_add: bool = False):
+    """Gradients (gx in x's memory order, gw (C,), gb (C,), g_add) of ``batch_norm_forward``'s y,
+    from its ``sums`` (whose zeros backward's sums go into: zeroed ``again`` for a second backward
+    through the same forward), in two launches; x and g laid out per channel as lay and glay. With
+    ``y`` (forward's output, when it applied a ReLU) g passes through the ReLU first; g_add, the
+    gradient of forward's ``add`` (``want_add``), is that gradient (None when not wanted).
 
-    NumPy equivalent: ``xhat = (x - mean) * invstd;  gb = g.sum(axes);  gw = (g * xhat).sum(axes);
-    gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per channel.
+    NumPy equivalent: ``g = g * (y > 0)`` (with y);  ``xhat = (x - mean) * invstd;  gb = g.sum(axes);
+    gw = (g * xhat).sum(axes);  gx = (g - (gb + xhat * gw) / m) * invstd * w``, with m elements per
+    channel; ``g_add = g``.
     """
     cp = _cp()
     C, n = sums.size // 6, lay[2]
     if again:
         sums[2 * C:4 * C] = 0
-    _sums("g", glay, sums, 2 * C, other=(lay[0], lay[3]))
+    relu = y is not None
+    _sums("g_relu" if relu else "g", glay, sums, 2 * C, other=(lay[0], lay[3]), y=y)
     gx = backend.empty_as(x)
     gw, gb = cp.empty(C, dtype=g.dtype), cp.empty(C, dtype=g.dtype)  # two arrays: each becomes a .grad as is
     if g.strides != x.strides:  # g lies in another order than x: copied into x's
         g = backend.copy_as(g, x)
-    _bn_backward(C, lay[3], w is not None)(x.size, g, x, sums, gx if w is None else w, 1.0 / n,
-                                           gx, gw, gb, dtype=x.dtype)
-    return gx, gw, gb
+    if want_add and not relu:  # the residual's gradient is g itself
+        g_add, write_g = g, False
+    else:
+        g_add, write_g = (backend.empty_as(x), True) if want_add else (None, False)
+    _bn_backward(C, lay[3], w is not None, relu, write_g)(x.size, g, x, sums, gx if w is None else w, 1.0 / n,
+                                                          gx, gw, gb, gx if y is None else y,
+                                                          gx if g_add is None else g_add, dtype=x.dtype)
+    return gx, gw, gb, g_add

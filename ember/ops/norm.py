@@ -28,9 +28,10 @@ import math
 import numpy as np
 
 from ember.autograd import Function
-from ember.backend import xp_of
-from ember.errors import ShapeError
+from ember.backend import check_same_device, empty_as, xp_of
+from ember.errors import DTypeError, ShapeError
 from ember.ops import cuda_kernels, cuda_norm
+from ember.ops.activation import _relu_rows
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape, sum_to
 from ember.parallel import for_slices
@@ -113,23 +114,31 @@ class Normalize(Function):
     """y = (x - mean) * invstd [* w] [+ b], statistics over ``axes`` (or given in ``stats``)."""
 
     def forward(self, x, *params, view: tuple, axes: tuple, eps: float, has_w: bool, has_b: bool, pshape: tuple,
-                stats=None, sink=None, running=None):
+                stats=None, sink=None, running=None, has_add: bool = False, relu: bool = False):
         xp = xp_of(x)
         # Reshaping inside the op (not with recorded reshapes) keeps one graph node per
         # normalization; views keep x's memory order (channels-last from a convolution).
+        add = params[-1] if has_add else None  # relu(y + add) when asked (batch_norm's add= and relu=)
+        params = params[:-1] if has_add else params
         self.shape, self.param_shapes = x.shape, [p.shape for p in params]
         self.count = math.prod([view[a] for a in axes])
         self.pshape = pshape if (has_w or has_b) else None
         self.has_w, self.has_b, self.view, self.axes = has_w, has_b, view, axes
+        self.has_add, self.relu = has_add, relu
+        self.y = None  # the output, kept when a ReLU is applied (its backward reads y > 0)
         self.fused = None
         full = _axes_of(x.shape, view, axes) if stats is None and xp is not np else None
-        if full is not None:  # GPU batch norm in training: three launches (cuda_norm), on x as it is
-            self.fused = self._fused_batch_norm(x, params[0] if has_w else None, params[-1] if has_b else None,
-                                                full, eps, running)
-            if self.fused is not None:
+        if full is not None:  # GPU batch norm in training: two launches (cuda_norm), on x as it is
+            fused = self._fused_batch_norm(x, params[0] if has_w else None, params[-1] if has_b else None,
+                                           full, eps, running, add, relu)
+            if fused is not None:
+                self.fused, y = fused
                 self.fused_axes = full
-                return self.fused.pop()
+                self.y = y if relu else None
+                return y
         x = x.reshape(view)
+        if add is not None:  # in the working layout, like x
+            add = add.reshape(view)
         params = [p.reshape(pshape) for p in params]
         w = params[0] if has_w else None
         b = params[-1] if has_b else None
@@ -137,6 +146,7 @@ class Normalize(Function):
         if self.cr is not None:  # channels-last batch norm: the same math on long rows
             cr = self.cr
             x, axes = cr.rows(x), (0,)
+            add = cr.rows(add) if add is not None else None
             w, b = (cr.tile(p) if p is not None else None for p in (w, b))
         self.xc = None  # x - mean, saved by the elementwise passes below (the fused GPU kernels save xhat)
         # w constant along the statistic's axes (all but layer_norm): it folds into one factor per statistic.
@@ -148,6 +158,10 @@ class Normalize(Function):
             else:
                 mean, var = (xp.asarray(s, dtype=x.dtype) for s in stats)
             invstd, xhat, y = cuda_norm.normalize_forward(x, mean, var, eps, w, b)
+            if add is not None:
+                y += add
+            if relu:
+                xp.maximum(y, 0, out=y)
         else:
             # Five passes over memory: the sum, x - mean (saved for backward), the sum of its
             # squares, and y = (x - mean) * (invstd * w) + b in two. Saving x - mean rather than
@@ -174,21 +188,28 @@ class Normalize(Function):
                     y[n] *= _rows(w, n)
                 if b is not None:
                     y[n] += _rows(b, n)
+                if add is not None:  # the residual sum and the ReLU while the rows are in cache
+                    y[n] += add[n]
+                if relu and (xp is not np or not _relu_rows(y[n], y[n])):
+                    xp.maximum(y[n], 0, out=y[n])
 
             for_slices(affine, len(x), x.size)
             self.xc = xc
         self.xhat, self.invstd, self.w, self.axes = xhat, invstd, w, axes
         self.batch_stats = stats is None
-        return self._out(y)
+        y = self._out(y)
+        self.y = y if relu else None
+        return y
 
-    def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running):
+    def _fused_batch_norm(self, x, w, b, axes: tuple, eps: float, running, add, relu: bool):
         """On a GPU, for statistics per channel (one kept axis; w and b, as given, one value per
-        channel; float32/64 running buffers like x): [x, its layout, w, sums (forward's, zeros for
-        backward's, the statistics), whether a backward has run, y] from
+        channel; float32/64 running buffers like x): ([x, its layout, w, sums (forward's, zeros for
+        backward's, the statistics), whether a backward has run, y when relu], y) from
         cuda_norm.batch_norm_forward; else None. (Plain loops and tests: this runs for every batch norm of a GPU training step, whose
         host time is its cost.)"""
         params = [p for p in (w, b) if p is not None]
-        lay = cuda_norm._channel_layout(x, axes) if cuda_kernels.fits(x, *params) else None
+        fits = cuda_kernels.fits(x, *params) if add is None else cuda_kernels.fits(x, add, *params)
+        lay = cuda_norm._channel_layout(x, axes) if fits else None
         if lay is None:
             return None
         C = x.shape[lay[1]]
@@ -209,28 +230,40 @@ class Normalize(Function):
         wf = w if w is None or w.ndim == 1 else w.reshape(-1)
         bf = b if b is None or b.ndim == 1 else b.reshape(-1)
         y, sums = cuda_norm.batch_norm_forward(x, lay, wf, bf, eps, running if bufs else None,
-                                               None if counter is None else counter.data)
+                                               None if counter is None else counter.data, add, relu)
         for t in (rm, rv, counter):
             if t is not None:
                 t._vc[0] += 1
-        return [x, lay, wf, sums, False, y]
+        return [x, lay, wf, sums, False, y if relu else None], y
 
     def _fused_backward(self, gy):
-        x, lay, w, sums, again = self.fused
+        x, lay, w, sums, again, y = self.fused
         self.fused[4] = True  # backward sums into sums' zeros: a second one (retain_graph) zeroes them again
         glay = cuda_norm._channel_layout(gy, self.fused_axes)
         if glay is None:  # neither memory order: one copy
             gy = xp_of(gy).ascontiguousarray(gy)
             glay = cuda_norm._channel_layout(gy, self.fused_axes)
-        gx, gw, gb = cuda_norm.batch_norm_backward(gy, x, lay, glay, sums, w, again)
+        want_add = self.has_add and self.needs_input_grad[-1]
+        gx, gw, gb, gadd = cuda_norm.batch_norm_backward(gy, x, lay, glay, sums, w, again, y, want_add)
         grads = [gx if self.needs_input_grad[0] else None]
         for p, shape in zip([gw] * self.has_w + [gb] * self.has_b, self.param_shapes):
             grads.append(p if p.shape == shape else p.reshape(shape))
+        if self.has_add:
+            grads.append(gadd)
         return tuple(grads)
 
     def backward(self, gy):
         if self.fused is not None:
             return self._fused_backward(gy)
+        if self.relu:  # through the ReLU first: the gradient of relu(y + add) with respect to y (and add)
+            gy = _relu_grad(gy, self.y)
+        grads = self._grads(gy)
+        if self.has_add:
+            grads.append(gy if self.needs_input_grad[-1] else None)
+        return tuple(grads)
+
+    def _grads(self, gy) -> list:
+        """Gradients of x and the affine parameters from the gradient of y = xhat * w + b."""
         xp = xp_of(gy)
         xc, xhat, w, axes, m, cr = self.xc, self.xhat, self.w, self.axes, gy.dtype.type(self.count), self.cr
         gy = cr.rows(gy.reshape(self.view)) if cr else gy.reshape((xc if xhat is None else xhat).shape)
@@ -275,7 +308,7 @@ class Normalize(Function):
         if self.has_b:
             gb = sum_to(t1, self.pshape) if const_w else sum_to(_sum(xp, self._others(), gy), self.pshape)
             grads.append(gb.astype(gy.dtype, copy=False).reshape(self.param_shapes[-1]))
-        return tuple(grads)
+        return grads
 
     def _tile(self, v):
         """A per-statistic array in the working layout: tiled along channel rows, else itself."""
@@ -294,14 +327,26 @@ class Normalize(Function):
         return tuple(i for i, n in enumerate(self.pshape) if n == 1)
 
 
+def _relu_grad(gy, y):
+    """``gy * (y > 0)``: the gradient through a ReLU whose output is y, in y's memory order."""
+    xp = xp_of(gy)
+    if xp is not np and cuda_kernels.fits(gy, y):  # GPU: one launch
+        return cuda_kernels.relu_backward(gy, y)
+    g = empty_as(y, gy.dtype)
+    for_slices(lambda n: xp.multiply(gy[n], y[n] > 0, out=g[n]), len(y), y.size)
+    return g
+
+
 def _normalize(x: Tensor, view: tuple, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None,
-               sink=None, running=None) -> Tensor:
+               sink=None, running=None, add: Tensor | None = None, relu: bool = False) -> Tensor:
     """Normalize ``x`` seen as ``view``, weight and bias seen as ``pshape``; the result has x's shape.
     Batch statistics go into ``sink`` (a dict), and move ``running`` = (running_mean, running_var,
-    momentum, unbias) when given: the mean, and the variance times ``unbias``."""
-    params = [p for p in (weight, bias) if p is not None]
+    momentum, unbias) when given: the mean, and the variance times ``unbias``. With ``add`` (x's
+    shape) and ``relu`` the result is ``relu(y + add)``, in the same pass."""
+    params = [p for p in (weight, bias, add) if p is not None]
     return Normalize.apply(x, *params, view=view, axes=axes, eps=float(eps), has_w=weight is not None,
-                           has_b=bias is not None, pshape=pshape, stats=stats, sink=sink, running=running)
+                           has_b=bias is not None, pshape=pshape, stats=stats, sink=sink, running=running,
+                           has_add=add is not None, relu=relu)
 
 
 def _keep_stats(mean, var, sink, running) -> None:
@@ -338,13 +383,21 @@ def _update(buffer: Tensor, value, momentum: float) -> None:
 
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
-               eps: float = 1e-5, *, num_batches_tracked: Tensor | None = None) -> Tensor:
+               eps: float = 1e-5, *, num_batches_tracked: Tensor | None = None, add: Tensor | None = None,
+               relu: bool = False) -> Tensor:
     """Batch normalization over (N, C) / (N, C, L) / (N, C, H, W), per channel C.
 
     In training the batch statistics (biased variance) normalize, and running buffers,
     when given, move towards the batch mean and unbiased variance by ``momentum`` (in
-    place). Otherwise the running statistics normalize. ``num_batches_tracked`` (ember's own
-    argument: the BatchNorm layers pass their counter) is advanced by one in training.
+    place). Otherwise the running statistics normalize.
+
+    ember's own keyword arguments: ``num_batches_tracked`` (the BatchNorm layers pass their
+    counter) is advanced by one in training. ``add`` (a tensor of the input's shape) and
+    ``relu`` make the result ``relu(batch_norm(input) + add)`` (either part alone too), the
+    same numbers as the three ops one after the other, in one op: the sum and the ReLU happen in
+    the pass that writes the output, and backward passes the gradient through the ReLU inside
+    its own kernels. ResNet's blocks end this way (He et al., 2016); on a GPU it saves two or
+    three kernel launches and allocations per layer each way (docs/gpu.md).
     """
     op = "batch_norm"
     if input.ndim < 2:
@@ -352,6 +405,14 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     n, c = input.shape[:2]
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         _check_param(op, name, t, c)
+    if add is not None:
+        if not isinstance(add, Tensor):
+            raise TypeError(f"{op}: add must be a Tensor, got {type(add).__name__}")
+        if add.shape != input.shape:
+            raise ShapeError(f"{op}: add has shape {add.shape} but the input has shape {input.shape} (they must match)")
+        if add.dtype != input.dtype:
+            raise DTypeError(f"{op}: add has dtype {add.dtype} but the input has dtype {input.dtype} (they must match)")
+        check_same_device(op, input.data, add.data)
     view = (n, c, math.prod(input.shape[2:]))
     per_channel = n * view[2]
     if training:
@@ -361,12 +422,12 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         running = None
         if running_mean is not None or running_var is not None or num_batches_tracked is not None:
             running = (running_mean, running_var, momentum, per_channel / (per_channel - 1), num_batches_tracked)
-        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, running=running)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, running=running, add=add, relu=relu)
     else:
         if running_mean is None or running_var is None:
             raise ValueError(f"{op}: running_mean and running_var are needed when training=False")
         stats = (running_mean.data.reshape(1, c, 1), running_var.data.reshape(1, c, 1))
-        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, stats=stats)
+        y = _normalize(input, view, weight, bias, (1, c, 1), (0, 2), eps, stats=stats, add=add, relu=relu)
     return y
 
 
