@@ -220,7 +220,7 @@ def running_update(buf, value, momentum: float) -> None:
     _running_update()(value.reshape(buf.shape), t(1 - momentum), t(momentum), buf)
 
 
-# ---- batch norm in training: three launches forward, three backward -------------------------------
+# ---- batch norm in training: two kernels each way, and one memset --------------------------------
 # The statistics of a batch norm need a pass over the whole batch before any output can be
 # written, so a training step's batch norm takes at least two passes each way. Here: the
 # per-channel sums (each of ~32k threads adds its share, in double, then adds that to the
