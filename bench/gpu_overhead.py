@@ -128,6 +128,9 @@ def ember_rows(sync) -> list:
         ("ember: BatchNorm2d forward + backward (+ sum)", per_call_us(fwd_bwd(bn, s), sync, 100)),
         ("ember: ReLU forward + backward (+ sum)", per_call_us(fwd_bwd(relu, s), sync, 100)),
     ]
+    xb = ember.randn(*s, device="cuda", requires_grad=True)
+    out.append(("ember: relu(bn(x) + b) as one op, fwd + bwd (+ sum)",  # a ResNet block's end (bn_relu)
+                per_call_us(lambda: bn(xb, add=b, relu=True).sum().backward(), sync, 100)))
     with ember.no_grad():
         out.append(("ember: Conv2d forward, no_grad", per_call_us(fwd(conv, s), sync, 200)))
     logits = ember.randn(2, 10, device="cuda", requires_grad=True)
