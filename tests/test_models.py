@@ -276,7 +276,7 @@ def test_resnet20_training_step_matches_torch(opt):
 def test_resnet_block_fuses_only_unwatched_standard_layers():
     """bn_relu runs relu(bn(x) + identity) as one op unless a hook watches the ReLU or a batch norm
     (the hook then sees exactly its layer's output) or a layer was swapped for another."""
-    from ember.ops.norm import Normalize
+    from ember.ops.normalize import Normalize
 
     block = ember.models.BasicBlock(4, 4)
     x = ember.tensor(img(2, 4, 5))

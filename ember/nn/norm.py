@@ -4,7 +4,7 @@ BatchNorm keeps ``running_mean``, ``running_var`` and ``num_batches_tracked`` bu
 (PyTorch's names, so state dicts move between the two). Training normalizes with the
 batch's biased variance and moves the running variance towards the unbiased one;
 ``momentum=None`` makes the running statistics a cumulative average. Eval mode
-normalizes with the running statistics. The math is in ember.ops.norm.
+normalizes with the running statistics. The math is in ember.ops.norm and ember.ops.normalize.
 """
 from __future__ import annotations
 
