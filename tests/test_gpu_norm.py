@@ -10,20 +10,13 @@ import pytest
 import ember
 from ember import backend
 from ember.backend import asnumpy, cupy_available
+from tests.gpu_compare import channels_last_dev as _channels_last_dev
+from tests.gpu_compare import dev as _dev
 from tests.gpu_compare import on
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
 
 RNG = np.random.default_rng(2)
-
-
-def _dev(a):
-    return backend._cupy.asarray(a)
-
-
-def _channels_last_dev(a):
-    """A NumPy (N, C, H, W) array on the GPU, lying channels-last in memory."""
-    return _dev(np.ascontiguousarray(a.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
 
 
 # ---- batch norm in training ------------------------------------------------------------------------

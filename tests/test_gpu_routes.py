@@ -18,20 +18,13 @@ from ember.backend import asnumpy, cupy_available
 from ember.ops import cuda_conv as CC
 from ember.ops import cuda_gemm
 from ember.ops import im2col as I
+from tests.gpu_compare import channels_last_dev as _channels_last_dev
+from tests.gpu_compare import dev as _dev
 from tests.gpu_compare import on
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not cupy_available(), reason="needs CuPy and a CUDA GPU")]
 
 RNG = np.random.default_rng(1)
-
-
-def _dev(a):
-    return backend._cupy.asarray(a)
-
-
-def _channels_last_dev(a):
-    """A NumPy (N, C, H, W) array on the GPU, lying channels-last in memory."""
-    return _dev(np.ascontiguousarray(a.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
 
 
 # ---- gemm ------------------------------------------------------------------------------------------
