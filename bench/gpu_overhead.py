@@ -68,6 +68,7 @@ def cupy_rows(sync) -> list:
     ptrs = np.arange(64, dtype=np.uint64)
     dptrs = cp.empty(64, dtype=cp.uint64)
     n = np.int32(1024)
+    cl_bytes, cl_strides = 128 * 16 * 32 * 32 * 4, (16 * 32 * 32 * 4, 4, 32 * 16 * 4, 16 * 4)
     rows = [
         ("cupy: x * y (ufunc)", lambda: x * y),
         ("cupy: ElementwiseKernel, 2 broadcast inputs", lambda: ew(x, y, out)),
@@ -79,6 +80,11 @@ def cupy_rows(sync) -> list:
         ("cupy: x.sum()", lambda: x.sum()),
         ("cupy: empty((128,16,32,32))", lambda: cp.empty((128, 16, 32, 32), dtype=cp.float32)),
         ("cupy: empty_like", lambda: cp.empty_like(x)),
+        # a channels-last array as backend.empty_as makes it, and as one strided array (for the next change)
+        ("cupy: empty((128,32,32,16)).transpose(0,3,1,2)",
+         lambda: cp.empty((128, 32, 32, 16), dtype=cp.float32).transpose(0, 3, 1, 2)),
+        ("cupy: ndarray(memptr=cuda.alloc, strides) same array",
+         lambda: cp.ndarray((128, 16, 32, 32), cp.float32, memptr=cp.cuda.alloc(cl_bytes), strides=cl_strides)),
         ("cupy: zeros(1024)", lambda: cp.zeros(1024, dtype=cp.float32)),
         ("cupy: matmul 2-D out=", lambda: cp.matmul(a2, b2, out=o2)),
         ("cupy: matmul 2-D, transposed view operand", lambda: a2 @ b2.T.copy().T),
