@@ -77,6 +77,36 @@ class enable_grad(_GradMode):
     mode = True
 
 
+class set_grad_enabled:
+    """Set grad mode to ``mode`` now (``ember.set_grad_enabled(False)``), for a ``with`` block (the
+    previous mode comes back on exit) or, as ``@ember.set_grad_enabled(False)``, for a function."""
+
+    def __init__(self, mode: bool):
+        global _grad_enabled
+        self._prev, self.mode = _grad_enabled, bool(mode)
+        _grad_enabled = self.mode
+
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._prev
+        return False
+
+    def __call__(self, func):
+        global _grad_enabled
+        _grad_enabled = self._prev  # decorating changes nothing until the function runs
+        mode = self.mode
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+
 class Function:
     """One differentiable primitive.
 
@@ -162,6 +192,9 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
         d = fn.__dict__
         if "freed" in d:
             raise _freed_error(fn)
+        hooks = d.get("hooks")
+        if hooks:  # Tensor.register_hook on this Function's output: may replace its gradient
+            gy = _run_hooks(hooks, gy, fn)
         retained = d.get("retained")
         if retained is not None and retained() is not None:
             kept = retained()  # a non-leaf that asked for its .grad (accumulates like a leaf's)
@@ -247,8 +280,29 @@ def _owns_memory(a) -> bool:
     return hasattr(sys, "getrefcount") and sys.getrefcount(a.base) <= 2
 
 
+def _run_hooks(hooks: dict, g, where):
+    """Call each gradient hook (``Tensor.register_hook``) on g in turn; one that returns a tensor
+    replaces g for the hooks after it and for the rest of backward."""
+    for hook in list(hooks.values()):
+        out = hook(Tensor(g))
+        if out is None:
+            continue
+        new = out.data if isinstance(out, Tensor) else out
+        if getattr(new, "shape", None) != g.shape or new.dtype != g.dtype:
+            raise ShapeError(
+                f"register_hook: a hook on {where!r} returned a gradient of shape "
+                f"{tuple(getattr(new, 'shape', ()))} and dtype {getattr(new, 'dtype', type(new).__name__)}; "
+                f"the gradient has shape {tuple(g.shape)} and dtype {g.dtype}"
+            )
+        g = new
+    return g
+
+
 def _accumulate(leaf, gx, handed: set) -> None:
     """Add ``gx`` into ``leaf.grad`` without ever aliasing another tensor's gradient."""
+    hooks = getattr(leaf, "_hooks", None)
+    if hooks:
+        gx = _run_hooks(hooks, gx, "a leaf tensor")
     if leaf.grad is None:
         # Arrays handed to two leaves (Add passes gy to both) or views of other
         # arrays are copied, so an in-place change to one .grad never leaks.

@@ -21,7 +21,7 @@ class Tensor:
         requires_grad: whether backward should compute a gradient for it.
     """
 
-    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "__weakref__")
+    __slots__ = ("data", "grad", "requires_grad", "grad_fn", "_vc", "_hooks", "__weakref__")
     __array_priority__ = 1000  # make ``ndarray + Tensor`` call Tensor.__radd__
 
     def __init__(self, data, requires_grad: bool = False):
@@ -30,6 +30,7 @@ class Tensor:
         self.requires_grad = requires_grad
         self.grad_fn = None
         self._vc = [0]  # version counter, shared with detached aliases
+        self._hooks = None  # gradient hooks of a leaf (register_hook); a non-leaf's live on its grad_fn
 
     # ---- properties -------------------------------------------------------------------------
     @property
@@ -122,6 +123,31 @@ class Tensor:
     def contiguous(self) -> "Tensor":
         return self
 
+    # ---- new tensors like this one (its dtype and device unless given) ----------------------------
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from ember.factories import zeros
+
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from ember.factories import ones
+
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        return self.new_zeros(*size, dtype=dtype, device=device, requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from ember.factories import full
+
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad: bool = False) -> "Tensor":
+        from ember.factories import tensor
+
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+
     def to(self, target, dtype=None) -> "Tensor":
         """``t.to("cuda")``, ``t.to(ember.float64)`` or ``t.to("cpu", ember.float32)``."""
         out = self
@@ -189,6 +215,28 @@ class Tensor:
 
         if self.grad_fn is not None:
             self.grad_fn.retained = weakref.ref(self)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` with this tensor's gradient each time backward computes it; a hook
+        that returns a tensor (of the gradient's shape and dtype) replaces the gradient from there
+        on: what reaches ``.grad`` (a leaf) or flows on to earlier ops (a non-leaf). Hooks run in
+        the order registered; ``handle.remove()`` on the returned handle unregisters one.
+
+        Example, watching the gradient reaching a hidden layer: ``h.register_hook(lambda g: print(g.norm()))``.
+        """
+        from ember.nn.module import RemovableHandle
+
+        if not self.requires_grad:
+            raise GraphError("register_hook: the tensor does not require grad, so no gradient will reach it")
+        if self.grad_fn is not None:
+            hooks = self.grad_fn.__dict__.setdefault("hooks", {})
+        else:
+            if self._hooks is None:
+                self._hooks = {}
+            hooks = self._hooks
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
 
     def requires_grad_(self, requires_grad: bool = True) -> "Tensor":
         if self.grad_fn is not None and not requires_grad:
@@ -311,11 +359,12 @@ from ember.ops import compare as _compare  # noqa: E402
 from ember.ops import elementwise as _elementwise  # noqa: E402
 from ember.ops import linalg as _linalg  # noqa: E402
 from ember.ops import reduce as _reduce  # noqa: E402
+from ember.ops import select as _select  # noqa: E402
 from ember.ops import shape as _shape  # noqa: E402
 
 
 def _attach() -> None:
-    E, S, R, L, C, A = _elementwise, _shape, _reduce, _linalg, _compare, _activation
+    E, S, R, L, C, A, P = _elementwise, _shape, _reduce, _linalg, _compare, _activation, _select
     methods = {
         "__add__": E.add, "__radd__": lambda a, b: E.add(b, a), "__sub__": E.sub,
         "__rsub__": lambda a, b: E.sub(b, a), "__mul__": E.mul, "__rmul__": lambda a, b: E.mul(b, a),
@@ -331,7 +380,7 @@ def _attach() -> None:
         "clamp": E.clamp, "clip": E.clamp, "maximum": E.maximum, "minimum": E.minimum,
         "eq": C.eq, "ne": C.ne, "lt": C.lt, "le": C.le, "gt": C.gt, "ge": C.ge, "isfinite": C.isfinite,
         "isnan": C.isnan, "floor": C.floor, "ceil": C.ceil, "round": C.round, "astype": E.astype,
-        "matmul": L.matmul, "mm": L.matmul, "dot": L.dot,
+        "matmul": L.matmul, "mm": L.mm, "dot": L.dot,
         "sum": R.sum, "mean": R.mean, "var": R.var, "std": R.std, "max": R.max, "min": R.min,
         "amax": R.amax, "amin": R.amin, "logsumexp": R.logsumexp, "softmax": R.softmax,
         "log_softmax": R.log_softmax, "argmax": R.argmax, "argmin": R.argmin, "prod": R.prod,
@@ -341,6 +390,9 @@ def _attach() -> None:
         "expand": S.expand, "broadcast_to": S.broadcast_to, "split": S.split, "chunk": S.chunk,
         "unbind": S.unbind, "flip": S.flip, "repeat": S.repeat, "index_select": S.index_select,
         "movedim": S.movedim,
+        "gather": P.gather, "masked_fill": P.masked_fill, "sort": P.sort, "argsort": P.argsort, "topk": P.topk,
+        "cumsum": P.cumsum, "roll": P.roll, "narrow": P.narrow, "t": P.t, "bmm": L.bmm,
+        "logical_and": C.logical_and, "logical_or": C.logical_or, "logical_not": C.logical_not,
     }
     for name, fn in methods.items():
         setattr(Tensor, name, fn)

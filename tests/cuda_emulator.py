@@ -241,6 +241,7 @@ def _fake_cupy() -> types.ModuleType:
     mod.ndarray, mod.asnumpy = np.ndarray, np.asarray
     mod.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))  # one stream
     mod.ElementwiseKernel, mod.ReductionKernel, mod.RawKernel = ElementwiseKernel, ReductionKernel, RawKernel
+    mod.argsort = lambda a, axis=-1: np.argsort(a, axis=axis, kind="stable")  # CuPy's sort is always stable
     return mod
 
 

@@ -2,7 +2,7 @@
 
 One ``OpInfo`` row per op: the ember function, a float64 NumPy reference and/or the
 PyTorch equivalent (the oracle), and a sample generator. Rows live beside their
-family (opdb_core.py, opdb_nn.py, opdb_conv.py, opdb_spatial.py); this module
+family (opdb_core.py, opdb_select.py, opdb_nn.py, opdb_conv.py, opdb_spatial.py); this module
 defines the row format and collects them.
 
 A sample's ``inputs`` are NumPy arrays; float arrays become tensors that require
@@ -53,6 +53,6 @@ def non_contiguous(a: np.ndarray) -> np.ndarray:
 
 
 def all_ops() -> list:
-    from tests import opdb_conv, opdb_core, opdb_nn, opdb_spatial
+    from tests import opdb_conv, opdb_core, opdb_nn, opdb_select, opdb_spatial
 
-    return opdb_core.OPS + opdb_nn.OPS + opdb_conv.OPS + opdb_spatial.OPS
+    return opdb_core.OPS + opdb_select.OPS + opdb_nn.OPS + opdb_conv.OPS + opdb_spatial.OPS

@@ -1,7 +1,8 @@
-"""Containers: Sequential, ModuleList and ModuleDict (re-exported by ember/nn/module.py).
+"""Containers: Sequential, ModuleList, ModuleDict, ParameterList and ParameterDict (re-exported
+by ember/nn/module.py).
 
 Children are registered under their position ("0", "1", ...) or their key, so the
-state-dict keys match PyTorch's ("0.weight", "blocks.2.conv.bias").
+state-dict keys match PyTorch's ("0.weight", "blocks.2.conv.bias", "scales.1").
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from collections import OrderedDict
 from typing import Iterable, Iterator
 
 from ember.nn.module import Module
+from ember.nn.parameter import Parameter
+from ember.tensor import Tensor
 
-__all__ = ["Sequential", "ModuleList", "ModuleDict"]
+__all__ = ["Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict"]
 
 
 def _index(op: str, idx, n: int) -> int:
@@ -188,3 +191,102 @@ class ModuleDict(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleDict has no forward(); index it in your module's forward")
+
+
+def _as_parameter(op: str, value) -> Parameter:
+    """A Parameter as is; a plain Tensor wrapped in one (sharing its array), as PyTorch does."""
+    if isinstance(value, Parameter):
+        return value
+    if isinstance(value, Tensor):
+        return Parameter(value)
+    raise TypeError(f"{op}: expected an ember.nn.Parameter or Tensor, got {type(value).__name__}")
+
+
+class ParameterList(Module):
+    """A list of parameters registered under their positions ("0", "1", ...): an optimizer and
+    ``state_dict`` see them, which a plain Python list would hide."""
+
+    def __init__(self, values: Iterable | None = None):
+        super().__init__()
+        if values is not None:
+            self.extend(values)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            return ParameterList(list(self._parameters.values())[idx])
+        return self._parameters[str(_index("ParameterList", idx, len(self)))]
+
+    def __setitem__(self, idx, value) -> None:
+        self.register_parameter(str(_index("ParameterList", idx, len(self))), _as_parameter("ParameterList", value))
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._parameters.values())
+
+    def __iadd__(self, values: Iterable) -> "ParameterList":
+        return self.extend(values)
+
+    def append(self, value) -> "ParameterList":
+        self.register_parameter(str(len(self)), _as_parameter("ParameterList", value))
+        return self
+
+    def extend(self, values: Iterable) -> "ParameterList":
+        for v in values:
+            self.append(v)
+        return self
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({k}): Parameter of shape {tuple(p.shape)}" for k, p in self._parameters.items())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ParameterList has no forward(); use its parameters in your module's forward")
+
+
+class ParameterDict(Module):
+    """An ordered dict of parameters registered under their keys."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        if values is not None:
+            self.update(values)
+
+    def __getitem__(self, key: str) -> Parameter:
+        return self._parameters[key]
+
+    def __setitem__(self, key: str, value) -> None:
+        self.register_parameter(key, _as_parameter("ParameterDict", value))
+
+    def __delitem__(self, key: str) -> None:
+        self._forget(key)
+        self.__dict__.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._parameters)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._parameters
+
+    def keys(self):
+        return self._parameters.keys()
+
+    def items(self):
+        return self._parameters.items()
+
+    def values(self):
+        return self._parameters.values()
+
+    def update(self, values) -> None:
+        items = values.items() if hasattr(values, "items") else values
+        for k, v in items:
+            self[k] = v
+
+    def extra_repr(self) -> str:
+        return "\n".join(f"({k}): Parameter of shape {tuple(p.shape)}" for k, p in self._parameters.items())
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError("ParameterDict has no forward(); index it in your module's forward")

@@ -7,6 +7,7 @@ from ember.ops.activation import relu, sigmoid, tanh  # noqa: F401
 from ember.ops.linalg import linear  # noqa: F401
 from ember.ops.reduce import log_softmax, softmax  # noqa: F401
 from ember.ops.shape import pad  # noqa: F401
+from ember.ops.select import one_hot  # noqa: F401
 from ember.ops.activation import *  # noqa: F401,F403
 from ember.ops.loss import *  # noqa: F401,F403
 from ember.ops.conv import *  # noqa: F401,F403

@@ -15,7 +15,7 @@ the hot path). Every way of changing a registry goes through ``__setattr__``,
 ``__delattr__`` or a ``register_*`` method, which keep both in step.
 
 Parameter lives in ember/nn/parameter.py and the containers (Sequential, ModuleList,
-ModuleDict) in ember/nn/container.py; both are re-exported here.
+ModuleDict, ParameterList, ParameterDict) in ember/nn/container.py; both are re-exported here.
 """
 from __future__ import annotations
 

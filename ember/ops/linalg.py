@@ -75,8 +75,20 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return MatMul.apply(a, b)
 
 
-mm = matmul
-bmm = matmul
+def mm(a: Tensor, b: Tensor) -> Tensor:
+    """Product of two matrices (torch.mm): both operands 2-D, no broadcasting."""
+    if a.ndim != 2 or b.ndim != 2:
+        raise ShapeError(f"mm: expected 2-D tensors, got shapes {a.shape} and {b.shape}")
+    return matmul(a, b)
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """Batched matrix product (torch.bmm): (B, n, k) @ (B, k, m) -> (B, n, m), no broadcasting."""
+    if a.ndim != 3 or b.ndim != 3:
+        raise ShapeError(f"bmm: expected 3-D tensors, got shapes {a.shape} and {b.shape}")
+    if a.shape[0] != b.shape[0]:
+        raise ShapeError(f"bmm: batch sizes differ ({a.shape[0]} != {b.shape[0]}; shapes {a.shape} and {b.shape})")
+    return matmul(a, b)
 
 
 def dot(a: Tensor, b: Tensor) -> Tensor:

@@ -6,6 +6,7 @@ as size 1. Backwards re-expand the gradient with ``_expand_back``.
 from __future__ import annotations
 
 import builtins
+from collections import namedtuple
 
 import numpy as np
 
@@ -18,6 +19,9 @@ __all__ = [
     "sum", "mean", "var", "std", "max", "min", "amax", "amin", "logsumexp", "softmax", "log_softmax",
     "argmax", "argmin", "prod", "norm", "all", "any", "count_nonzero",
 ]
+
+ValuesIndices = namedtuple("ValuesIndices", "values indices")
+ValuesIndices.__doc__ = "(values, indices), as max(x, dim), sort and topk return them (``.values``, ``.indices``)."
 
 
 def _axes(op: str, dim, ndim: int):
@@ -142,7 +146,7 @@ def max(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
         return amax(x)
     if not isinstance(dim, int):
         raise TypeError("max: dim must be an int (use amax for several dims)")
-    return amax(x, dim, keepdim), argmax(x, dim, keepdim)
+    return ValuesIndices(amax(x, dim, keepdim), argmax(x, dim, keepdim))
 
 
 def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
@@ -150,7 +154,7 @@ def min(x: Tensor, dim=None, keepdim: bool = False):  # noqa: A001
         return amin(x)
     if not isinstance(dim, int):
         raise TypeError("min: dim must be an int (use amin for several dims)")
-    return amin(x, dim, keepdim), argmin(x, dim, keepdim)
+    return ValuesIndices(amin(x, dim, keepdim), argmin(x, dim, keepdim))
 
 
 def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
