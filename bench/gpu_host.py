@@ -178,6 +178,18 @@ def count_arrays():
             return res
         return call
     fake.__getattr__ = attr
+    meta = type(fake.ndarray)  # cupy.ndarray(shape, dtype, memptr=, strides=): an allocation too
+    make = meta.__call__
+
+    def counted_ndarray(cls, *args, **kwargs):
+        _count("cupy.ndarray")
+        if _ACTIVE[0] and WHERE:
+            WHERE["cupy.ndarray from " + _ember_caller()] += 1
+        with _paused():
+            res = make(cls, *args, **kwargs).view(Counted)
+        _count("arrays made (allocations + views)")
+        return res
+    meta.__call__ = counted_ndarray
 
 
 SHAPES = {"resnet20": (3, 32, 32), "lenet5": (1, 28, 28)}  # bench/gpu_check.py's W3 and W2 inputs

@@ -234,12 +234,29 @@ def __getattr__(name):  # everything else: NumPy (so xp_of() returning this modu
     return getattr(np, name)
 
 
+class _NdarrayType(type):
+    """Stands for ``cupy.ndarray``: ``isinstance`` sees NumPy arrays, and calling it makes a NumPy
+    array the way ``cupy.ndarray(shape, dtype, memptr=..., strides=...)`` makes a CuPy one, over
+    memory from ``cuda.alloc`` (here a NumPy byte buffer)."""
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, np.ndarray)
+
+    def __call__(cls, shape, dtype=float, memptr=None, strides=None):
+        return np.ndarray(shape, dtype, buffer=memptr, strides=strides)
+
+
+class ndarray(metaclass=_NdarrayType):
+    pass
+
+
 def _fake_cupy() -> types.ModuleType:
     """A module that is NumPy plus the two kernel classes (what ember's GPU branches call)."""
     mod = types.ModuleType("cupy_emulated")
     mod.__getattr__ = lambda name: getattr(np, name)
-    mod.ndarray, mod.asnumpy = np.ndarray, np.asarray
-    mod.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0))  # one stream
+    mod.ndarray, mod.asnumpy = ndarray, np.asarray
+    mod.cuda = types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=0),  # one stream
+                                     alloc=lambda nbytes: np.empty(nbytes, dtype=np.uint8))
     mod.ElementwiseKernel, mod.ReductionKernel, mod.RawKernel = ElementwiseKernel, ReductionKernel, RawKernel
     mod.argsort = lambda a, axis=-1: np.argsort(a, axis=axis, kind="stable")  # CuPy's sort is always stable
     return mod

@@ -116,6 +116,28 @@ def test_empty_as_and_memory_order_follow_the_memory_layout(shape, perm):
     assert ordered.flags.c_contiguous and same.strides == ordered.strides
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (2, 3, 0, 5), (3, 4, 5), (5, 6)])
+def test_empty_in_order_makes_one_strided_array_on_cupy_as_numpy_would_transpose(shape):
+    """On CuPy, backend.empty_in_order makes a single array with the strides of the memory order
+    (``cupy.ndarray(memptr=cuda.alloc(n), strides=...)``); it must lie exactly like NumPy's
+    ``empty(permuted shape).transpose(inverse)``, for every order (checked with the emulated CuPy
+    of tests/cuda_emulator.py, whose ``ndarray`` builds the array from those same arguments)."""
+    import itertools
+
+    from ember.backend import empty_in_order
+    from tests.cuda_emulator import _fake_cupy
+
+    fake = _fake_cupy()
+    for perm in itertools.permutations(range(len(shape))):
+        order = (perm, tuple(np.argsort(perm)))
+        for dtype in (np.dtype(np.float32), np.dtype(np.float64)):
+            want, got = empty_in_order(np, shape, order, dtype), empty_in_order(fake, shape, order, dtype)
+            assert got.shape == want.shape == shape and got.dtype == dtype
+            if got.size:  # (NumPy reports other strides for an empty array; none is ever used)
+                assert got.strides == want.strides, (perm, got.strides, want.strides)
+            assert got.base is not None and got.base.nbytes == got.nbytes  # exactly the memory it needs
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 3, 4, 5), (2, 1, 4, 5), (2, 3, 1, 1), (2, 3, 0, 5), (3, 5), (4,)])
 def test_layout_checks_read_from_strides_agree_with_the_transposed_views(shape):
     """is_channels_last and is_dense work from the strides alone; every memory order of every

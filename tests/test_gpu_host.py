@@ -28,7 +28,8 @@ def test_gpu_host_counts_a_resnet20_steps_cupy_calls():
     assert raw <= 145  # 4 per batch norm, 2 gathers and a scatter per convolution, 9 gradient sums
     # CuPy arrays made (each ~2-6 us of host time in a step): no views for cuBLAS operands
     # (cuda_gemm.Mat), one scratch buffer for lowered rows, batch norm's sums and statistics in one array
-    assert counts["arrays made (allocations + views)"] <= 330
+    # and arrays in a memory order made as one strided array, not an array and a transposed view
+    assert counts["arrays made (allocations + views)"] <= 230
     assert counts["raw ember_add_float"] >= 9  # the two gradients summed at every block's input
     assert "cupy.pad" not in counts and counts.get("ufunc add", 0) <= 1
     assert sum(n for key, n in counts.items() if key.startswith("ufunc")) <= 10

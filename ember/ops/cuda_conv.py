@@ -153,7 +153,7 @@ def forward(x, w, b, g, groups: int, pads: tuple):
     N, OC = x.shape[0], w.shape[0]
     G, L, Kg = groups, g.OH * g.OW, w.size // OC
     OCg = OC // G
-    y = _cp().empty((N, g.OH, g.OW, OC), dtype=x.dtype)  # its memory: the (N*L, OC) matrix of outputs
+    y = backend.empty_in_layout(_cp(), (N, OC, g.OH, g.OW), x.dtype, True)  # memory: the (N*L, OC) matrix of outputs
     wt = Mat(_dense(w), Kg, OCg, ld=Kg, step=OCg * Kg, t=True)  # group g's w[g]^T (Kg, OCg): w read transposed
     chunks = _chunks(N, L * Kg * G)
     for n0, n1 in chunks:
@@ -162,8 +162,9 @@ def forward(x, w, b, g, groups: int, pads: tuple):
         # per group g: rows[:, g] (P, Kg) @ w[g]^T (Kg, OCg) -> columns g*OCg.. of y's rows from n0*L
         gemm_mats(Mat(rows, P, Kg, ld=G * Kg, step=Kg), wt, Mat(y, P, OCg, ld=OC, step=OCg, offset=n0 * L * OC), G)
     if b is not None:
-        y += b
-    return y.transpose(0, 3, 1, 2)
+        y_rows = y.transpose(0, 2, 3, 1)  # (N, OH, OW, OC): C-contiguous, so the add runs flat
+        y_rows += b
+    return y
 
 
 def weight_grad(x, gy, g, groups: int, pads: tuple, wshape: tuple):
@@ -191,7 +192,7 @@ def data_grad(gy, w, g, groups: int, pads: tuple, xshape: tuple, channels_last: 
     OC, G, L = w.shape[0], groups, g.OH * g.OW
     OCg, Kg = OC // G, w.size // OC
     gy, wk = gy_channels_last(gy), Mat(_dense(w), OCg, Kg, ld=Kg, step=OCg * Kg)  # group g's w[g] (OCg, Kg)
-    gx = cp.empty((N, H, W, C), dtype=gy.dtype).transpose(0, 3, 1, 2) if channels_last else cp.empty(xshape, gy.dtype)
+    gx = backend.empty_in_layout(cp, xshape, gy.dtype, channels_last)
     chunks = _chunks(N, L * Kg * G)
     d = scratch(gy, chunks[0][1] * L * G * Kg)  # the lowered gradient of x (the first chunk is the largest)
     for n0, n1 in chunks:
