@@ -24,7 +24,7 @@ import sys
 
 import numpy as np
 
-from ember.backend import add_keep_channels_last
+from ember.backend import add_keep_channels_last, xp_of
 from ember.errors import DTypeError, GraphError, ShapeError
 
 _grad_enabled = True
@@ -174,11 +174,16 @@ def _freed_error(fn: Function) -> GraphError:
     )
 
 
-def backward(root, gradient, retain_graph: bool = False) -> None:
-    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf requiring grad."""
+def backward(root, gradient, retain_graph: bool = False, into: dict | None = None) -> None:
+    """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf requiring grad. Given ``into``
+    instead (``{id(leaf tensor or Function): None}``, from ``grad``), sum in it the gradients that
+    reach those leaves and those Functions' outputs, and touch no ``.grad``."""
     fn0 = root.grad_fn
     if fn0 is None:  # backward on a leaf: its gradient is the seed itself
-        _accumulate(root, gradient.copy(), set())
+        if into is None:
+            _accumulate(root, gradient.copy(), set())
+        elif id(root) in into:
+            _collect(into, root, gradient)
         return
     if "freed" in fn0.__dict__:
         raise _freed_error(fn0)
@@ -195,8 +200,10 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
         hooks = d.get("hooks")
         if hooks:  # Tensor.register_hook on this Function's output: may replace its gradient
             gy = _run_hooks(hooks, gy, fn)
+        if into is not None and id(fn) in into:  # grad() asked for this Function's output
+            _collect(into, fn, gy)
         retained = d.get("retained")
-        if retained is not None and retained() is not None:
+        if retained is not None and retained() is not None and into is None:
             kept = retained()  # a non-leaf that asked for its .grad (accumulates like a leaf's)
             kept.grad = Tensor(gy.copy()) if kept.grad is None else Tensor(kept.grad.data + gy)
         gxs = fn.backward(gy)
@@ -224,11 +231,91 @@ def backward(root, gradient, retain_graph: bool = False) -> None:
                 prev = grads.get(parent)
                 grads[parent] = gx if prev is None else add_keep_channels_last(prev, gx)
                 _release(parent, consumers, grads, ready)
-            else:  # a leaf tensor (or a subclass such as nn.Parameter)
+            elif into is None:  # a leaf tensor (or a subclass such as nn.Parameter)
                 _accumulate(parent, gx, handed)
+            elif id(parent) in into:
+                _collect(into, parent, gx)
         if not retain_graph:
             d.clear()
             fn.freed = True
+
+
+def _collect(into: dict, where, g) -> None:
+    """Sum gradient g for ``grad()`` under where's id (a leaf's hooks run first, as in backward)."""
+    hooks = getattr(where, "_hooks", None)
+    if hooks:
+        g = _run_hooks(hooks, g, "a leaf tensor")
+    prev = into[id(where)]
+    into[id(where)] = g if prev is None else prev + g
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph: bool = False, create_graph: bool = False,
+         allow_unused: bool = False) -> tuple:
+    """The gradients of ``outputs`` with respect to ``inputs`` (each a tensor or a sequence), as a
+    tuple with one tensor per input, without touching any ``.grad`` (torch.autograd.grad):
+    ``grad_outputs`` seeds each output (may be omitted for scalar outputs); several outputs add
+    up. An input that no output depends on raises, unless ``allow_unused`` (then its entry is
+    None). First derivatives only: backward functions work on raw arrays, so ``create_graph``
+    (a differentiable gradient) is refused. The whole backward pass runs, as for ``backward()``.
+
+    Example, the gradient of a class score with respect to the input image (a saliency map)::
+
+        x.requires_grad_();  (g,) = ember.autograd.grad(model(x)[0, label], x)
+    """
+    if create_graph:
+        raise GraphError("grad: create_graph=True (a differentiable gradient, for higher derivatives) is not "
+                         "supported: ember's backward functions compute on raw arrays")
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    if len(grad_outputs) != len(outputs):
+        raise GraphError(f"grad: {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise GraphError(f"grad: input {i} does not require grad, so it has no gradient")
+    for i, o in enumerate(outputs):
+        if not o.requires_grad:
+            raise GraphError(f"grad: output {i} does not require grad (it does not depend on any input)")
+    into = dict.fromkeys(id(t.grad_fn) if t.grad_fn is not None else id(t) for t in inputs)
+    if len(outputs) == 1:
+        seed = _seed("grad", outputs[0], grad_outputs[0])
+        backward(outputs[0], seed, retain_graph=retain_graph, into=into)
+    else:  # one backward through the sum of sum(output * seed): each output's gradient is its seed
+        with enable_grad():
+            total = None
+            for o, g in zip(outputs, grad_outputs):
+                term = (o * Tensor(_seed("grad", o, g))).sum()
+                total = term if total is None else total + term
+        backward(total, _seed("grad", total, None), retain_graph=retain_graph, into=into)
+    out, seen = [], set()
+    for i, t in enumerate(inputs):
+        g = into[id(t.grad_fn) if t.grad_fn is not None else id(t)]
+        if g is None and not allow_unused:
+            raise GraphError(f"grad: input {i} was not used to compute the outputs (pass allow_unused=True "
+                             "to get None for it)")
+        if g is not None and (id(g) in seen or not _owns_memory(g) or not getattr(g.flags, "writeable", True)):
+            g = g.copy(order="K")  # one array reaching two inputs (through an add), or a view (a sum's broadcast)
+        seen.add(id(g))
+        out.append(None if g is None else Tensor(g))
+    return tuple(out)
+
+
+def _seed(op: str, out, gradient):
+    """The array that starts backward from tensor ``out``: ``gradient`` (a tensor or array-like of
+    out's shape, cast to its dtype), or ones for a scalar output."""
+    xp = xp_of(out.data)
+    if gradient is None:
+        if out.data.size != 1:
+            raise GraphError(
+                f"{op}: gradient can be implicit only for a scalar output, but the output has shape "
+                f"{out.shape}; pass gradient= of that shape"
+            )
+        return xp.ones_like(out.data)
+    g = gradient.data if isinstance(gradient, Tensor) else xp.asarray(gradient)
+    if tuple(g.shape) != out.shape:
+        raise ShapeError(f"{op}: gradient has shape {tuple(g.shape)} but the output has shape {out.shape}")
+    return g.astype(out.data.dtype, copy=False)
 
 
 def _bad_gradient(fn: Function, i: int, gx, shape, dtype) -> None:

@@ -191,23 +191,11 @@ class Tensor:
     # ---- autograd -----------------------------------------------------------------------------
     def backward(self, gradient: "Tensor | None" = None, retain_graph: bool = False) -> None:
         """Compute the gradient of this tensor w.r.t. every leaf that requires grad."""
-        from ember.autograd import backward
+        from ember.autograd import _seed, backward
 
         if not self.requires_grad:
             raise GraphError("backward: tensor does not require grad and has no grad_fn")
-        if gradient is None:
-            if self.data.size != 1:
-                raise GraphError(
-                    f"backward: gradient can be implicit only for a scalar output, but the output "
-                    f"has shape {self.shape}; pass gradient= of that shape"
-                )
-            g = xp_of(self.data).ones_like(self.data)
-        else:
-            g = gradient.data if isinstance(gradient, Tensor) else xp_of(self.data).asarray(gradient)
-            if tuple(g.shape) != self.shape:
-                raise ShapeError(f"backward: gradient has shape {tuple(g.shape)} but the output has shape {self.shape}")
-            g = g.astype(self.data.dtype, copy=False)
-        backward(self, g, retain_graph=retain_graph)
+        backward(self, _seed("backward", self, gradient), retain_graph=retain_graph)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor after backward."""

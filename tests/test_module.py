@@ -311,3 +311,35 @@ def test_end_to_end_gradient_flows_to_all_parameters():
     net = Net()
     net(ember.randn(4, 3)).sum().backward()
     assert all(p.grad is not None and p.grad.shape == p.shape for p in net.parameters())
+
+
+def test_parameter_containers_register_like_torch():
+    class Scales(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = nn.ParameterList([nn.Parameter(ember.ones(2)), nn.Parameter(ember.ones(3))])
+            self.d = nn.ParameterDict({"gain": nn.Parameter(ember.ones(1))})
+
+    class TorchScales(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = torch.nn.ParameterList([torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(3))])
+            self.d = torch.nn.ParameterDict({"gain": torch.nn.Parameter(torch.ones(1))})
+
+    m = Scales()
+    assert list(m.state_dict()) == list(TorchScales().state_dict()) == ["s.0", "s.1", "d.gain"]
+    assert len(list(m.parameters())) == 3
+    m.s.append(ember.zeros(4))  # a plain tensor becomes a Parameter
+    assert isinstance(m.s[-1], nn.Parameter) and m.s[-1].requires_grad and len(m.s) == 3
+    m.d["bias"] = ember.zeros(1)
+    assert "bias" in m.d and list(m.d) == ["gain", "bias"]
+    del m.d["gain"]
+    assert list(m.state_dict()) == ["s.0", "s.1", "s.2", "d.bias"]
+    opt = ember.optim.SGD(m.parameters(), lr=0.1)
+    (m.s[0].sum() + (m.s[2] * 2).sum() + m.d["bias"].sum()).backward()
+    opt.step()
+    np.testing.assert_allclose(m.s[2].detach().numpy(), -0.2)
+    with pytest.raises(TypeError, match="ParameterList: expected an ember.nn.Parameter or Tensor, got list"):
+        m.s.append([1.0])
+    with pytest.raises(IndexError, match="ParameterList: index 5 is out of range"):
+        m.s[5]

@@ -220,3 +220,12 @@ def test_generator_state_round_trip_and_type_check():
     assert g.initial_seed() == 1 and ember.Generator().manual_seed(2).initial_seed() == 2
     with pytest.raises(TypeError, match="Generator"):
         ember.randn(2, generator=np.random.default_rng(0))
+
+
+def test_new_factories_take_dtype_and_device_from_self():
+    x = ember.ones(2, dtype=np.float64)
+    for t in (x.new_zeros(2, 3), x.new_ones((2, 3)), x.new_empty(2, 3), x.new_full((2, 3), 7.0)):
+        assert t.shape == (2, 3) and t.dtype == np.float64 and t.device == x.device and not t.requires_grad
+    assert x.new_tensor([1, 2]).dtype == np.float64
+    assert x.new_zeros(2, dtype=np.int64).dtype == np.int64
+    np.testing.assert_array_equal(x.new_full((2,), 7.0).numpy(), [7, 7])
