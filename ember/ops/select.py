@@ -34,7 +34,7 @@ def _check_range(op: str, what: str, a, lo: int, hi: int, dim: int | None = None
     """Raise unless every entry of integer array ``a`` lies in [lo, hi) (one read-back on a GPU)."""
     if a.size == 0:
         return
-    small, big = int(a.min()), int(a.max())
+    small, big = xp_of(a).stack([a.min(), a.max()]).tolist()  # one read-back, not two
     if small < lo or big >= hi:
         where_ = f" for dim {dim}" if dim is not None else ""
         raise IndexError(f"{op}: {what} {small if small < lo else big} is out of range [{lo}, {hi}){where_}")
