@@ -25,7 +25,7 @@ from ember.tensor import Tensor
 __all__ = ["gradcheck_model"]
 
 
-def _resolve_loss(loss) -> Callable:
+def _resolve_loss(loss, op: str = "gradcheck_model") -> Callable:
     if callable(loss):
         return loss
     import ember.nn.functional as F
@@ -33,7 +33,7 @@ def _resolve_loss(loss) -> Callable:
     table = {"cross_entropy": "cross_entropy", "mse": "mse_loss", "nll": "nll_loss"}
     if loss in table:
         return getattr(F, table[loss])
-    raise ValueError(f"gradcheck_model: loss must be a callable or one of {sorted(table)}, got {loss!r}")
+    raise ValueError(f"{op}: loss must be a callable or one of {sorted(table)}, got {loss!r}")
 
 
 def _deterministic(model) -> None:
