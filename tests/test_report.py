@@ -47,3 +47,15 @@ def test_cli_inspect_on_synthetic_data(tmp_path):
     assert "lenet5 on synthetic-shapes" in text
     assert "training curves" not in _images(text)
     assert "never fire" in text or "healthy" in text
+    assert "<h2>Gradient flow" in text and "features.0" in text  # the data carries labels
+
+
+def test_report_gradient_flow_only_with_labels(tmp_path):
+    model = ember.models.get_model("lenet5")
+    rng = np.random.default_rng(1)
+    x = ember.Tensor(rng.standard_normal((8, 1, 28, 28)).astype(np.float32))
+    y = ember.tensor(rng.integers(0, 10, 8))
+    assert "<h2>Gradient flow" not in build_report(model, x)
+    text = build_report(model, [(x, y)])
+    assert "<h2>Gradient flow" in text and "no vanishing or exploding" in text
+    assert all(p.grad is None for p in model.parameters())

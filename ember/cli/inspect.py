@@ -61,7 +61,9 @@ def run(args) -> int:
     mean = np.asarray(meta.get("mean", data.mean), np.float32).reshape(1, -1, 1, 1)
     std = np.asarray(meta.get("std", data.std), np.float32).reshape(1, -1, 1, 1)
     x = (data.x_test[:n].astype(np.float32) / 255.0 - mean) / std
-    batches = [Tensor(np.ascontiguousarray(x[i:i + args.batch_size])) for i in range(0, len(x), args.batch_size)]
+    y = data.y_test[:n].astype(np.int64)
+    batches = [(Tensor(np.ascontiguousarray(x[i:i + args.batch_size])), Tensor(y[i:i + args.batch_size]))
+               for i in range(0, len(x), args.batch_size)]  # labels too: the report's gradient flow uses them
     title = f"{name} on {data.name}" + (f" ({os.path.basename(args.checkpoint)})" if args.checkpoint else "")
     build_report(model, batches, args.out, run=args.run, title=title,
                  class_names=list(meta.get("classes", data.classes)))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ember.autograd import enable_grad
+from ember.autograd import enable_grad, grad
 from ember.backend import asnumpy
 from ember.diagnostics.trace import Call, eval_mode, first_ancestors, graph_key, trace
 from ember.errors import ShapeError
@@ -248,9 +248,10 @@ def effective_receptive_field(model, x, layer: str | None = None, *, n: int = 8,
     y = captured[0]
     oh, ow = y.shape[2] // 2, y.shape[3] // 2
     # Samples are independent in eval mode, so one backward of the batch sum gives
-    # every sample's gradient of its own central unit (summed over channels).
-    y[:, :, oh, ow].sum().backward()
-    g = np.abs(asnumpy(xin.grad.data).astype(np.float64)).sum(axis=1).mean(axis=0)
+    # every sample's gradient of its own central unit (summed over channels); grad()
+    # leaves the parameters' .grad as they were.
+    (gx,) = grad(y[:, :, oh, ow].sum(), xin)
+    g = np.abs(asnumpy(gx.data).astype(np.float64)).sum(axis=1).mean(axis=0)
     total = g.sum()
     heat = g / total if total > 0 else g
     H, W = heat.shape

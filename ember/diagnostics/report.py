@@ -2,7 +2,8 @@
 
 Sections: the layer table (output shapes, parameters, receptive fields), hidden
 activation statistics with a verdict per layer, activation histograms, the
-correlation matrix of the most correlated layer, first-layer filters, feature maps
+correlation matrix of the most correlated layer, the gradient flow (when the data
+carries labels), first-layer filters, feature maps
 for one input, effective receptive fields, class activation maps (for classifiers
 with global average pooling) and, given a run folder, the training curves.
 Images are PNGs embedded as base64 ``data:`` URIs, so the file can be mailed around.
@@ -17,10 +18,12 @@ import time
 import numpy as np
 
 from ember.diagnostics.activations import activation_stats
+from ember.diagnostics.gradient_flow import gradient_flow
 from ember.diagnostics.receptive_field import effective_receptive_field
 from ember.diagnostics.summary import summarize
 from ember.diagnostics import visualize as viz
-from ember.errors import ShapeError
+from ember.diagnostics.trace import eval_mode
+from ember.errors import DTypeError, ShapeError
 from ember.tensor import Tensor
 
 __all__ = ["build_report"]
@@ -56,6 +59,17 @@ def _first_batch(data) -> Tensor:
     b = next(iter(data))
     x = b[0] if isinstance(b, (tuple, list)) else b
     return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def _first_labels(data):
+    """The labels of the first batch when the data carries them ((x, y) pairs), else None."""
+    if isinstance(data, Tensor):
+        return None
+    b = data if isinstance(data, tuple) else next(iter(data))
+    if isinstance(b, (tuple, list)) and len(b) >= 2:
+        y = b[1] if isinstance(b[1], Tensor) else Tensor(np.asarray(b[1]))
+        return y if y.dtype.kind in "iu" else None
+    return None
 
 
 def build_report(model, data, out=None, *, run=None, title: str = "ember model report",
@@ -96,6 +110,25 @@ def build_report(model, data, out=None, *, run=None, title: str = "ember model r
             worst = max(with_corr, key=lambda s: s.mean_abs_corr)
             parts += [f"<p>Most correlated layer: {html.escape(worst.name)}</p>",
                       _img(viz.plot_correlation(worst), f"correlation matrix of {worst.name}")]
+
+    y = _first_labels(data)
+    if y is not None:
+        try:
+            with eval_mode(model):
+                flow = gradient_flow(model, x, y)
+        except (ShapeError, DTypeError, IndexError):  # outputs and labels that cross entropy cannot pair
+            flow = None
+        if flow:
+            num = lambda v: "-" if v is None else f"{v:.2e}"  # noqa: E731
+            rows = [("layer", "type", "|dL/dy| per sample", "zeros", "|dL/dw|", "|dL/dw| / |w|")]
+            rows += [(s.name, s.type, num(s.grad_norm), f"{100 * s.zeros:.0f}%", num(s.param_grad_norm),
+                      "-" if not s.param_norm else f"{s.param_grad_norm / s.param_norm:.2e}") for s in flow]
+            parts += ["<h2>Gradient flow</h2>",
+                      "<p>The cross-entropy loss's gradient on the first batch, followed back from the last layer "
+                      "to the first (eval mode): a healthy network keeps its size; vanishing or exploding "
+                      "gradients shrink or grow it layer by layer.</p>",
+                      _table(rows, numeric={2, 3, 4, 5}), "<ul>"]
+            parts += [f'<li class="{lv}">{html.escape(t)}</li>' for lv, t in flow.verdicts] + ["</ul>"]
 
     spatial = [r for r in summary if r.out_shape and len(r.out_shape) == 4 and r.params > 0]
     try:
