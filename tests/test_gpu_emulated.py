@@ -32,23 +32,24 @@ def _summary(out: subprocess.CompletedProcess) -> str:
 
 
 def test_gpu_kernels_and_routes_match_numpy_and_the_cpu_under_the_emulator():
-    """tests/test_gpu_routes.py, test_gpu_norm.py and test_gpu.py (gpu-marked), the device-semantics tests
+    """tests/test_gpu_routes.py, test_gpu_norm.py, test_gpu.py and test_gpu_select.py (gpu-marked), the device-semantics tests
     skipped: each kernel against the NumPy it replaces, each route and training step against the
     CPU paths (tests/gpu_compare.py switches the GPU branch off for the CPU side). Checked: a
     batch-norm backward reading the wrong sum fails 14 of them."""
-    out = _pytest("tests/test_gpu_routes.py", "tests/test_gpu_norm.py", "tests/test_gpu.py", env={"EMBER_EMULATE_GPU_TESTS": "1"})
+    out = _pytest("tests/test_gpu_routes.py", "tests/test_gpu_norm.py", "tests/test_gpu.py", "tests/test_gpu_select.py",
+                  env={"EMBER_EMULATE_GPU_TESTS": "1"})
     assert out.returncode == 0, _summary(out)
     assert " passed" in out.stdout and " failed" not in out.stdout
 
 
 def test_every_op_and_model_on_its_gpu_branch_under_the_emulator():
     """The op table (forward vs float64 reference, float64 gradcheck, PyTorch as oracle) and the
-    convolution, norm, activation, loss, pooling, optimizer, layout, autograd and model tests, every
+    convolution, norm, activation, loss, pooling, optimizer, layout, autograd, indexing and model tests, every
     op on its GPU branch: a wrong index in
     a kernel fails here (checked: a batch-norm backward reading the wrong sum fails 8+ op tests)."""
     out = _pytest("tests/test_ops.py", "tests/test_conv.py", "tests/test_norm.py", "tests/test_models.py",
                   "tests/test_activation_loss.py", "tests/test_pool.py", "tests/test_optim.py",
                   "tests/test_channels_last.py", "tests/test_autograd.py", "tests/test_dropout_upsample.py",
-                  "-k", "not gpu")
+                  "tests/test_select.py", "tests/test_grad_api.py", "tests/test_gradient_flow.py", "-k", "not gpu")
     assert out.returncode == 0, _summary(out)
     assert " passed" in out.stdout and " failed" not in out.stdout
