@@ -132,3 +132,15 @@ def test_label_smoothing_keeps_the_loss_above_the_smoothed_entropy(tmp_path, cap
             for n in ("ls", "plain")}
     assert last["ls"] >= floor - 1e-3
     assert last["plain"] < floor - 0.2
+
+
+@pytest.mark.parametrize("name,cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
+                                      ("adagrad", "Adagrad")])
+def test_every_optimizer_choice_builds_its_optimizer(name, cls):
+    import ember
+    from ember.cli.train import _make_optimizer
+
+    args = build_parser().parse_args(["train", "--optimizer", name, "--lr", "0.02", "--weight-decay", "0.001"])
+    opt = _make_optimizer(args, [ember.zeros(3, requires_grad=True)])
+    assert type(opt).__name__ == cls and opt.param_groups[0]["lr"] == 0.02
+    assert opt.param_groups[0]["weight_decay"] == 0.001

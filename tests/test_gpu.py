@@ -365,8 +365,9 @@ def _run_optimizer(make, steps: int, device: str):
     lambda ps: ember.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
     lambda ps: ember.optim.RMSprop(ps, lr=0.01, weight_decay=0.01),
     lambda ps: ember.optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True),
+    lambda ps: ember.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01),  # the generic path on the GPU
 ], ids=["sgd", "sgd-wd-max", "momentum", "momentum-damp", "nesterov", "adam", "adam-l2-max", "amsgrad", "adamw",
-        "rmsprop", "rmsprop-centered"])
+        "rmsprop", "rmsprop-centered", "adagrad"])
 def test_fused_optimizer_steps_match_cpu(make):
     cpu = _run_optimizer(make, 4, "cpu")
     gpu = _run_optimizer(make, 4, "cuda")

@@ -7,7 +7,7 @@ import torch
 
 import ember
 from ember.errors import GraphError, ShapeError
-from ember.optim import SGD, Adam, AdamW, RMSprop
+from ember.optim import SGD, Adagrad, Adam, AdamW, RMSprop
 
 SHAPES = [(5, 4), (4,), (3,)]
 
@@ -52,6 +52,9 @@ CASES = [
     (RMSprop, torch.optim.RMSprop, dict(lr=0.01)),
     (RMSprop, torch.optim.RMSprop, dict(lr=0.01, centered=True, momentum=0.9, weight_decay=0.1)),
     (RMSprop, torch.optim.RMSprop, dict(lr=0.005, alpha=0.9, momentum=0.5, maximize=True)),
+    (Adagrad, torch.optim.Adagrad, dict(lr=0.1)),
+    (Adagrad, torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2)),
+    (Adagrad, torch.optim.Adagrad, dict(lr=0.05, eps=1e-6, maximize=True)),
 ]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
 
@@ -106,9 +109,10 @@ def test_add_param_group_and_duplicates():
         SGD(ours[0], lr=0.1)
 
 
-@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, RMSprop])
+@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, RMSprop, Adagrad])
 def test_state_dict_round_trip_resumes_exactly(cls):
-    kw = dict(lr=0.01, momentum=0.9) if cls in (SGD, RMSprop) else dict(lr=0.01, amsgrad=True)
+    kw = {SGD: dict(lr=0.01, momentum=0.9), RMSprop: dict(lr=0.01, momentum=0.9),
+          Adagrad: dict(lr=0.01, lr_decay=0.1)}.get(cls, dict(lr=0.01, amsgrad=True))
     full, _ = _pair(np.float64)
     opt = cls(full, **kw)
     _run(opt, full, 12)
@@ -206,6 +210,8 @@ def test_step_with_closure_and_real_backward():
     (lambda ps: Adam(ps, betas=(1.0, 0.9)), "betas"),
     (lambda ps: RMSprop(ps, momentum=-0.5), "momentum"),
     (lambda ps: AdamW(ps, eps=-1.0), "eps"),
+    (lambda ps: Adagrad(ps, lr_decay=-0.1), "Adagrad: invalid lr_decay=-0.1"),
+    (lambda ps: Adagrad(ps, initial_accumulator_value=-1.0), "initial_accumulator_value"),
 ])
 def test_invalid_hyperparameters(bad, match):
     ours, _ = _pair(np.float32)
@@ -230,6 +236,10 @@ def test_adamw_defaults_match_torch():
     r, s = RMSprop(ours).param_groups[0], torch.optim.RMSprop(theirs).param_groups[0]
     for key in ("lr", "alpha", "eps", "momentum", "centered"):
         assert r[key] == s[key], key
+    a, b = Adagrad(ours), torch.optim.Adagrad(theirs)
+    for key in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
+        assert a.param_groups[0][key] == b.param_groups[0][key], key
+    assert sorted(a.state_dict()["state"]) == sorted(b.state_dict()["state"])  # state made up front, as PyTorch
 
 
 def test_trains_module_parameters_like_torch():

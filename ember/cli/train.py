@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=128, help="samples per training step")
     p.add_argument("--eval-batch-size", type=int, default=500, help="samples per evaluation batch")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw", "rmsprop"], help="optimizer")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"],
+                   help="optimizer")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD/RMSprop momentum")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
@@ -107,6 +108,8 @@ def _make_optimizer(args, params):
         return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adamw":
         return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adagrad":
+        return optim.Adagrad(params, lr=args.lr, weight_decay=args.weight_decay)
     return optim.RMSprop(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
