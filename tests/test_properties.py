@@ -1,4 +1,4 @@
-"""Property-based checks (hypothesis) of broadcasting, reductions and reshapes against NumPy."""
+"""Property-based checks (hypothesis) of broadcasting, reductions, reshapes and the select ops against NumPy and PyTorch."""
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -58,3 +58,35 @@ def test_reshape_permute_roundtrip_gradient_is_identity(shape, seed):
     y.backward(ember.tensor(g))
     expect = g.reshape(tuple(shape[i] for i in perm)).transpose(np.argsort(perm)) if shape else g.reshape(())
     np.testing.assert_allclose(x.grad.numpy(), expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 5), min_size=1, max_size=4), st.integers(0, 2**31 - 1), st.data())
+def test_select_ops_and_their_gradients_match_torch(shape, seed, data):
+    """gather, sort, topk, cumsum and roll on random shapes and dims: values, indices and gradients vs PyTorch
+    (values drawn without ties, where sorting is well defined)."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    n = int(np.prod(shape))
+    a = (rng.permutation(n) + rng.uniform(0, 0.5, n)).reshape(shape)
+    dim = data.draw(st.integers(-len(shape), len(shape) - 1))
+    k = data.draw(st.integers(0, shape[dim]))
+    index_shape = [data.draw(st.integers(0, m)) if i != dim % len(shape) else data.draw(st.integers(0, 4))
+                   for i, m in enumerate(shape)]
+    index = rng.integers(0, shape[dim], index_shape)
+    seeds = {}
+
+    def run(lib, x):
+        outs = [x.gather(dim, lib.tensor(index) if lib is torch else ember.tensor(index)),
+                x.sort(dim, descending=True)[0], x.topk(k, dim)[0], x.cumsum(dim), x.roll(2, dim)]
+        total = sum((o * lib.tensor(seeds.setdefault(i, rng.standard_normal(o.shape)))).sum() for i, o in enumerate(outs))
+        total.backward()
+        idx = [x.sort(dim)[1], x.topk(k, dim, largest=False)[1]]
+        return [o.detach().numpy() for o in outs] + [i.numpy() for i in idx] + [x.grad.numpy()]
+
+    got = run(ember, ember.tensor(a, requires_grad=True))
+    want = run(torch, torch.tensor(a, requires_grad=True))
+    for g, w in zip(got, want):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
