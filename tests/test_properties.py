@@ -1,4 +1,5 @@
-"""Property-based checks (hypothesis) of broadcasting, reductions, reshapes and the select ops against NumPy and PyTorch."""
+"""Property-based checks (hypothesis) of broadcasting, reductions, reshapes and the select ops, against
+NumPy and PyTorch."""
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
