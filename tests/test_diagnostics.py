@@ -9,6 +9,7 @@ from ember import nn
 from ember.autograd import Function
 from ember.diagnostics import UpdateRatioTracker, activation_stats, gradcheck_model, summarize
 from ember.diagnostics import visualize as viz
+from ember.errors import ShapeError
 
 
 def _x(*shape, seed=0):
@@ -191,6 +192,28 @@ def test_cam_decomposes_logits():
     np.testing.assert_array_equal(cls, logits.argmax(1))
     b = model.fc.bias.data[cls]
     np.testing.assert_allclose(cams.mean(axis=(1, 2)) + b, logits[np.arange(3), cls], rtol=1e-4, atol=1e-4)
+
+
+def test_grad_cam_is_relu_cam_over_the_pooled_area_and_works_without_pooling():
+    """At the features a global average pool reads, Grad-CAM's weights are W[c] / (h * w), so its
+    map is ReLU(CAM) / (h * w) exactly (Selvaraju et al. 2017, section 3.1)."""
+    model = ember.models.get_model("resnet20")
+    x = _x(3, 3, 16, 16)
+    cams, cls = viz.class_activation_map(model, x)
+    maps, cls2 = viz.grad_cam(model, x)
+    np.testing.assert_array_equal(cls, cls2)
+    np.testing.assert_allclose(maps, np.maximum(cams, 0) / 16, rtol=1e-5, atol=1e-7)
+    maps7, cls7 = viz.grad_cam(model, x, target=7)
+    assert (cls7 == 7).all() and not np.allclose(maps7, maps)
+    lenet = ember.models.get_model("lenet5")  # flatten + Linear head: no CAM, Grad-CAM still works
+    with pytest.raises(ShapeError):
+        viz.class_activation_map(lenet, _x(2, 1, 28, 28))
+    m2, _ = viz.grad_cam(lenet, _x(2, 1, 28, 28))
+    m1, _ = viz.grad_cam(lenet, _x(2, 1, 28, 28), layer="features.0")
+    assert m2.shape == (2, 5, 5) and m1.shape == (2, 28, 28) and (m2 >= 0).all()
+    assert all(p.grad is None for p in lenet.parameters())
+    with pytest.raises(ValueError, match="grad_cam: no leaf module named 'nope'"):
+        viz.grad_cam(lenet, _x(1, 1, 28, 28), layer="nope")
 
 
 def test_pictures_are_pngs(tmp_path):

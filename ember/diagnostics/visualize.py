@@ -7,7 +7,11 @@ Every ``plot_*`` function returns a ``matplotlib.figure.Figure`` built without p
 Class activation maps follow Zhou et al. 2016, "Learning deep features for
 discriminative localization": for a classifier ending in global average pooling and
 one linear layer with weights W (classes x K), the map of class c is
-``sum_k W[c, k] * f_k(x, y)`` over the last feature maps f (K, h, w).
+``sum_k W[c, k] * f_k(x, y)`` over the last feature maps f (K, h, w). Grad-CAM (Selvaraju et
+al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based Localization")
+works for any CNN: at a layer's output A (K, h, w), ``ReLU(sum_k alpha_k * A_k)`` with
+``alpha_k`` the spatial mean of d(score_c)/dA_k; at the features a global average pool
+reads, it equals ReLU(CAM) / (h * w).
 """
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ import os
 
 import numpy as np
 
-from ember.autograd import no_grad
-from ember.backend import asnumpy
+from ember.autograd import grad, no_grad
+from ember.backend import asnumpy, to_device
 from ember.diagnostics.trace import eval_mode, trace
 from ember.errors import ShapeError
 from ember.tensor import Tensor
 
 __all__ = ["png_bytes", "first_conv_weight", "plot_filters", "feature_maps", "plot_feature_maps",
            "plot_activation_histograms", "plot_correlation", "read_metrics", "plot_training_curves",
-           "class_activation_map", "plot_cam", "plot_erf"]
+           "class_activation_map", "grad_cam", "plot_cam", "plot_erf"]
 
 
 def _figure(w: float, h: float):
@@ -231,10 +235,60 @@ def class_activation_map(model, x: Tensor, target=None) -> tuple[np.ndarray, np.
     return np.einsum("nk,nkhw->nhw", w, feats), cls
 
 
-def plot_cam(model, x: Tensor, path=None, max_images: int = 8, class_names=None):
-    """Each image with its class activation map overlaid (predicted class)."""
+def grad_cam(model, x: Tensor, layer: str | None = None, target=None) -> tuple[np.ndarray, np.ndarray]:
+    """Grad-CAM (Selvaraju et al. 2017) for a batch, for any classifier with (N, classes) outputs.
+
+    ``layer``: the leaf module whose output A (N, K, h, w) is explained (its last call; default:
+    the last leaf module with a spatial output, the deepest feature maps). Returns ``(maps (N, h,
+    w), classes (N,))``: ``ReLU(sum_k alpha_k A_k)`` per image, ``alpha_k`` the mean over (x, y) of
+    the gradient of the score of ``target`` (an int or N ints; default: the predicted class) with
+    respect to A_k(x, y). The model runs once in eval mode; no ``.grad`` is touched.
+    """
+    calls = trace(model, x)
+    out = calls[-1].output
+    if not isinstance(out, Tensor) or out.ndim != 2:
+        raise ShapeError(f"grad_cam: the model must end in (N, classes) scores, got the last layer's output "
+                         f"{getattr(out, 'shape', None)}")
+    spatial = [c for c in calls if isinstance(c.output, Tensor) and c.output.ndim == 4]
+    if layer is None:
+        picks = [c for c in spatial if c.output.shape[2] * c.output.shape[3] > 1]
+        if not picks:
+            raise ShapeError("grad_cam: no layer gives an (N, C, h, w) output with h * w > 1")
+    else:
+        picks = [c for c in spatial if c.name == layer]
+        if not picks:
+            raise ValueError(f"grad_cam: no leaf module named {layer!r} with a 4-D output; choose one of "
+                             f"{sorted({c.name for c in spatial})}")
+    a = picks[-1].output
+    logits = asnumpy(out.data)
+    n = logits.shape[0]
+    cls = logits.argmax(axis=1) if target is None else np.broadcast_to(np.asarray(target), (n,))
+    seed = np.zeros_like(logits)
+    seed[np.arange(n), cls] = 1.0  # the gradient of the chosen class's score, for each image
+    (g,) = grad(out, a, grad_outputs=Tensor(to_device(seed, out.device)), allow_unused=True)
+    if g is None:
+        raise ShapeError(f"grad_cam: the scores do not depend on layer {picks[-1].name!r}")
+    alpha = asnumpy(g.data).mean(axis=(2, 3))  # (N, K): each feature map's importance
+    return np.maximum(np.einsum("nk,nkhw->nhw", alpha, asnumpy(a.data)), 0.0), cls
+
+
+def plot_cam(model, x: Tensor, path=None, max_images: int = 8, class_names=None, method: str = "auto"):
+    """Each image with its class activation map overlaid (predicted class): ``method`` "cam"
+    (Zhou et al.; global average pooling + Linear models only), "grad_cam" (any CNN classifier),
+    or "auto" (CAM where the model allows it, else Grad-CAM)."""
+    if method not in ("auto", "cam", "grad_cam"):
+        raise ValueError(f"plot_cam: method must be 'auto', 'cam' or 'grad_cam', got {method!r}")
     x = x[:max_images]
-    cams, cls = class_activation_map(model, x)
+    if method == "grad_cam":
+        cams, cls = grad_cam(model, x)
+    else:
+        try:
+            cams, cls = class_activation_map(model, x)
+        except ShapeError:
+            if method == "cam":
+                raise
+            cams, cls = grad_cam(model, x)
+            method = "grad_cam"
     imgs = asnumpy(x.data)
     fig = _figure(2.2 * len(imgs), 2.5)
     for i, (img, cam) in enumerate(zip(imgs, cams)):
@@ -245,6 +299,7 @@ def plot_cam(model, x: Tensor, path=None, max_images: int = 8, class_names=None)
         ax.imshow(cam, cmap="jet", alpha=0.45, extent=(0, W, H, 0), interpolation="bilinear")
         ax.set_title(str(class_names[cls[i]]) if class_names else f"class {cls[i]}", fontsize=8)
         ax.set_axis_off()
+    fig.suptitle("Grad-CAM" if method == "grad_cam" else "class activation maps", fontsize=9)
     return _finish(fig, path)
 
 
