@@ -3,9 +3,9 @@
 Sections: the layer table (output shapes, parameters, receptive fields), hidden
 activation statistics with a verdict per layer, activation histograms, the
 correlation matrix of the most correlated layer, the gradient flow (when the data
-carries labels), first-layer filters, feature maps
-for one input, effective receptive fields, class activation maps (for classifiers
-with global average pooling) and, given a run folder, the training curves.
+carries labels), first-layer filters, feature maps for one input, effective receptive
+fields, class activation maps (CAM for classifiers with global average pooling,
+Grad-CAM for other CNN classifiers) and, given a run folder, the training curves.
 Images are PNGs embedded as base64 ``data:`` URIs, so the file can be mailed around.
 """
 from __future__ import annotations
