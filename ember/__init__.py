@@ -17,7 +17,7 @@ from ember.ops.activation import relu, sigmoid, tanh  # noqa: F401
 from ember.ops.compare import (  # noqa: F401
     eq, ge, gt, isfinite, isnan, le, logical_and, logical_not, logical_or, lt, ne,
 )
-from ember.ops.linalg import bmm, dot, matmul, mm, outer  # noqa: F401
+from ember.ops.linalg import bmm, dot, einsum, matmul, mm, outer  # noqa: F401
 from ember.ops.reduce import (  # noqa: F401
     amax, amin, argmax, argmin, logsumexp, log_softmax, max, mean, min, norm, prod, softmax, std, sum, var,
 )

@@ -228,6 +228,19 @@ add_row("matmul", lambda a, b: a @ b, lambda rng: [
 add_row("linear", lambda x, w, b=None: L.linear(x, w, b), lambda rng: [
     Sample((_u(rng, 5, 3), _u(rng, 4, 3), _u(rng, 4))), Sample((_u(rng, 2, 5, 3), _u(rng, 4, 3), _u(rng, 4))),
 ], torch_fn=torch.nn.functional.linear)
+_EINSUMS = [  # (equation, operand shapes, name)
+    ("ij,jk->ik", [(3, 4), (4, 5)], "matmul"), ("bij,bjk->bik", [(2, 3, 4), (2, 4, 5)], "batched"),
+    ("nchw,c->nhw", [(2, 3, 4, 5), (3,)], "channel_weights"), ("ij->", [(3, 4)], "sum_all"),
+    ("ij", [(3, 4)], "implicit_identity"), ("ji", [(3, 4)], "implicit_transpose"),
+    ("ij,ij->ij", [(3, 4), (1, 4)], "broadcast_size1"), ("...ij,...jk", [(2, 3, 4), (4, 5)], "ellipsis"),
+    ("i,j->ij", [(3,), (4,)], "outer"), ("ij->j", [(3, 4)], "sum_rows"),
+    ("bhqd,bhkd->bhqk", [(2, 2, 3, 4), (2, 2, 5, 4)], "attention_scores"), ("i,i,i->", [(4,), (4,), (4,)], "three"),
+]
+add_row("einsum", lambda *xs, eq: L.einsum(eq, *xs), lambda rng: [
+    Sample(tuple(_u(rng, *s) for s in shapes), {"eq": eq}, name=name) for eq, shapes, name in _EINSUMS
+] + [Sample((non_contiguous(_u(rng, 3, 4)), _u(rng, 4, 2)), {"eq": "ij,jk->ik"}, name="noncontig"),
+     Sample((_u(rng, 3, 4), _u(rng, 4, 2)), {"eq": "ij,jk->ki"}, no_grad=(1,), name="rhs_const")],
+        torch_fn=lambda *xs, eq: torch.einsum(eq, *xs))
 
 # ---- shape ops -----------------------------------------------------------------------------------------
 def _shaped(specs):

@@ -1,5 +1,5 @@
 """Picking and ordering along a dimension (ember/ops/select.py) beyond the op table: bad input to
-gather/sort/topk/one_hot and friends, (values, indices) results, and the idioms they serve (top-5
+gather/sort/topk/one_hot and friends (and to mm, bmm and einsum), (values, indices) results, and the idioms they serve (top-5
 accuracy, cross entropy by gather). Values and gradients are checked in tests/opdb_select.py."""
 from __future__ import annotations
 
@@ -33,6 +33,12 @@ torch = pytest.importorskip("torch")
     (lambda x: ember.bmm(x, x), ShapeError, ["bmm", "3-D", "(3, 4)"]),
     (lambda x: ember.bmm(x.reshape(1, 3, 4), ember.ones(2, 4, 3)), ShapeError, ["bmm", "1 != 2"]),
     (lambda x: x.mm(x.reshape(3, 4, 1)), ShapeError, ["mm", "2-D", "(3, 4, 1)"]),
+    (lambda x: ember.einsum("ii->i", ember.ones(3, 3)), ShapeError, ["einsum", "'i' repeats", "operand 0"]),
+    (lambda x: ember.einsum("ij,jk", x, x), ShapeError, ["einsum", "'j'", "size 4", "3", "[(3, 4), (3, 4)]"]),
+    (lambda x: ember.einsum("ij,jk", x), ShapeError, ["einsum", "2 operands", "1 were given"]),
+    (lambda x: ember.einsum("iJ", x), ShapeError, ["einsum", "lowercase", "'iJ'"]),
+    (lambda x: ember.einsum("ij->ik", x), ShapeError, ["einsum", "'k'", "no operand"]),
+    (lambda x: ember.einsum("ijk", x), ShapeError, ["einsum", "2 dims", "'ijk'"]),
 ])
 def test_bad_input_is_named(call, err, words):
     x = ember.randn(3, 4)

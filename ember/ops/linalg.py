@@ -1,4 +1,4 @@
-"""Matrix products: matmul (1-D to N-D, batched, broadcast) and the fused linear layer."""
+"""Matrix products: matmul (1-D to N-D, batched, broadcast), the fused linear layer, and einsum."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +9,7 @@ from ember.errors import ShapeError
 from ember.ops.shape import sum_to
 from ember.tensor import Tensor
 
-__all__ = ["matmul", "linear", "dot", "outer", "bmm", "mm"]
+__all__ = ["matmul", "linear", "dot", "outer", "bmm", "mm", "einsum"]
 
 
 class MatMul(Function):
@@ -140,3 +140,97 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if bias is None:
         return Linear.apply(x, weight)
     return Linear.apply(x, weight, bias)
+
+
+# ---- einsum -----------------------------------------------------------------------------------------
+class Einsum(Function):
+    """``y = einsum("in_0,in_1,...->out", *operands)`` with single-letter subscripts (the public
+    function has spelled out ellipses and the implicit output). The gradient of operand k is the
+    einsum of gy with every other operand into operand k's subscripts: each entry of operand k
+    multiplies exactly the products it appears in. Letters that only operand k has were summed
+    away, so its gradient is constant along them (a broadcast); size-1 dims that broadcast against
+    other operands sum back (``sum_to``)."""
+
+    def forward(self, *arrays, ins, out):
+        self.arrays, self.ins, self.out = arrays, ins, out
+        return xp_of(arrays[0]).einsum(",".join(ins) + "->" + out, *arrays)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        grads = []
+        for k, (a, sub) in enumerate(zip(self.arrays, self.ins)):
+            if not self.needs_input_grad[k]:
+                grads.append(None)
+                continue
+            others = [(s, b) for j, (s, b) in enumerate(zip(self.ins, self.arrays)) if j != k]
+            known = set(self.out).union(*[set(s) for s, _ in others])
+            kept = "".join(c for c in sub if c in known)  # letters the gradient can be computed over
+            g = xp.einsum(",".join([self.out] + [s for s, _ in others]) + "->" + kept, gy, *[b for _, b in others])
+            shape = [g.shape[kept.index(c)] if c in kept else 1 for c in sub]  # (g's axes are in kept's order)
+            g = xp.broadcast_to(g.reshape(shape), [max(n, m) for n, m in zip(shape, a.shape)])
+            grads.append(sum_to(g, a.shape).astype(a.dtype, copy=False))
+        return tuple(grads)
+
+
+def _einsum_subscripts(equation: str, operands) -> tuple[list, str]:
+    """(input subscripts, output subscript) of ``equation`` for these operands, letters only: an
+    ellipsis becomes capital letters (right-aligned across operands, as broadcasting aligns dims),
+    and a missing output is NumPy's: the ellipsis dims, then the letters used once, sorted."""
+    eq = equation.replace(" ", "")
+    lhs, arrow, rhs = eq.partition("->")
+    ins = lhs.split(",")
+    if len(ins) != len(operands):
+        raise ShapeError(f"einsum: the equation {equation!r} names {len(ins)} operands but {len(operands)} were given")
+    for sub in ins + ([rhs] if arrow else []):
+        if any(not "a" <= c <= "z" for c in sub.replace("...", "")):
+            raise ShapeError(f"einsum: subscripts must be lowercase letters and '...', got {sub!r} in {equation!r}")
+    ell = max((t.ndim - len(s.replace("...", "")) for s, t in zip(ins, operands) if "..." in s), default=0)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[:ell]
+    spelled = []
+    for s, t in zip(ins, operands):
+        n_ell = t.ndim - len(s.replace("...", "")) if "..." in s else 0
+        spelled.append(s.replace("...", letters[ell - n_ell:]))
+        if len(spelled[-1]) != t.ndim:
+            raise ShapeError(f"einsum: operand {len(spelled) - 1} has {t.ndim} dims but subscripts {s!r}")
+    if arrow:
+        out = rhs.replace("...", letters)
+    else:
+        counts = {c: sum(s.count(c) for s in spelled) for c in set("".join(spelled))}
+        out = letters + "".join(sorted(c for c, n in counts.items() if n == 1 and c.islower()))
+    return spelled, out
+
+
+def einsum(equation: str, *operands) -> Tensor:
+    """Einstein summation (torch.einsum / numpy.einsum): ``einsum("ij,jk->ik", a, b)`` is ``a @ b``,
+    ``einsum("bij,bjk->bik", a, b)`` a batched product, ``einsum("nchw,c->nhw", x, w)`` a weighted
+    sum of channels. Subscripts are lowercase letters and ``...``; without ``->`` the output is the
+    letters used once, in alphabetical order. A letter repeated within one operand (a diagonal or
+    trace) is refused with an error. Gradients flow to every operand."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not operands or not all(isinstance(t, Tensor) for t in operands):
+        raise TypeError("einsum: operands must be Tensors")
+    check_same_device("einsum", *[t.data for t in operands])
+    ins, out = _einsum_subscripts(equation, operands)
+    sizes: dict = {}
+    for k, (sub, t) in enumerate(zip(ins, operands)):
+        for c, n in zip(sub, t.shape):
+            if sub.count(c) > 1:
+                raise ShapeError(f"einsum: subscript {c!r} repeats within operand {k} ({equation!r}): diagonals "
+                                 "and traces are not supported")
+            if n != 1 and sizes.get(c, 1) not in (1, n):  # size-1 dims broadcast, as in PyTorch
+                raise ShapeError(f"einsum: subscript {c!r} has size {sizes[c]} in one operand and {n} in operand "
+                                 f"{k} ({equation!r}, shapes {[t.shape for t in operands]})")
+            if n != 1 or c not in sizes:
+                sizes[c] = n
+    for c in out:
+        if c not in sizes:
+            raise ShapeError(f"einsum: output subscript {c!r} appears in no operand ({equation!r})")
+        if out.count(c) > 1:
+            raise ShapeError(f"einsum: output subscript {c!r} appears twice ({equation!r})")
+    dtype = np.result_type(*[t.dtype for t in operands])
+    if any(t.dtype != dtype for t in operands):
+        from ember.ops.elementwise import astype
+
+        operands = tuple(astype(t, dtype) for t in operands)
+    return Einsum.apply(*operands, ins=tuple(ins), out=out)
