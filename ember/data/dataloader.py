@@ -23,41 +23,12 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from ember.data.dataset import has_batch_path
+from ember.data.sampler import RandomSampler, SequentialSampler
 from ember.errors import ShapeError
 from ember.random import Generator, get_generator
 from ember.tensor import Tensor
 
-__all__ = ["DataLoader", "default_collate", "SequentialSampler", "RandomSampler"]
-
-
-class SequentialSampler:
-    """Indices 0, 1, ..., len(dataset) - 1."""
-
-    def __init__(self, data_source):
-        self.data_source = data_source
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(len(self.data_source)))
-
-    def __len__(self) -> int:
-        return len(self.data_source)
-
-
-class RandomSampler:
-    """A fresh random permutation every epoch, drawn from ``generator`` (default generator when None)."""
-
-    def __init__(self, data_source, generator: Generator | None = None):
-        self.data_source = data_source
-        self.generator = generator
-
-    def permutation(self) -> np.ndarray:
-        return get_generator(self.generator).np.permutation(len(self.data_source))
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.permutation().tolist())
-
-    def __len__(self) -> int:
-        return len(self.data_source)
+__all__ = ["DataLoader", "default_collate"]
 
 
 def _to_tensor(x) -> Tensor:
@@ -147,8 +118,8 @@ class DataLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def _index_batches(self) -> list:
-        if isinstance(self.sampler, RandomSampler):
-            order = self.sampler.permutation()
+        if hasattr(self.sampler, "draw"):  # ember's random samplers: the epoch's indices as one array
+            order = self.sampler.draw()
         elif isinstance(self.sampler, SequentialSampler):
             order = np.arange(len(self.sampler), dtype=np.int64)
         else:
