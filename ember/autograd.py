@@ -188,6 +188,7 @@ def backward(root, gradient, retain_graph: bool = False, into: dict | None = Non
     if "freed" in fn0.__dict__:
         raise _freed_error(fn0)
     _, consumers = _toposort(fn0)
+    needed = None if into is None else _leading_to(fn0, into)  # grad(): the Functions worth visiting
     grads = {fn0: gradient}  # backward functions never write into gy, so the seed is not copied ...
     ready = [fn0]
     handed: set[int] = {id(gradient)}  # ids of arrays already stored as a leaf's .grad (... nor handed out)
@@ -206,7 +207,19 @@ def backward(root, gradient, retain_graph: bool = False, into: dict | None = Non
         if retained is not None and retained() is not None and into is None:
             kept = retained()  # a non-leaf that asked for its .grad (accumulates like a leaf's)
             kept.grad = Tensor(gy.copy()) if kept.grad is None else Tensor(kept.grad.data + gy)
-        gxs = fn.backward(gy)
+        if needed is None:
+            gxs = fn.backward(gy)
+        else:  # grad(): ask only for the inputs that lead to a requested tensor (the rest: None)
+            mask = tuple([n and (p in needed if isinstance(p, Function) else p is not None and id(p) in into)
+                          for n, p in zip(fn.needs_input_grad, fn.next)])
+            gxs = (None,) * len(fn.next)
+            if True in mask:
+                saved, fn.needs_input_grad = fn.needs_input_grad, mask
+                try:
+                    gxs = fn.backward(gy)
+                finally:
+                    fn.needs_input_grad = saved
+                gxs = tuple([g if m else None for g, m in zip(gxs if type(gxs) is tuple else (gxs,), mask)])
         if type(gxs) is not tuple:
             gxs = (gxs,)
         if len(gxs) != len(fn.next):
@@ -240,6 +253,29 @@ def backward(root, gradient, retain_graph: bool = False, into: dict | None = Non
             fn.freed = True
 
 
+def _leading_to(root: Function, into: dict) -> set:
+    """The Functions reachable from ``root`` from which a tensor in ``into`` (by id: a leaf, or a
+    Function standing for its output) can be reached: only they need a gradient. Post-order,
+    iteratively (graphs can be deep): a Function is decided after all its inputs."""
+    needed: set = set()
+    expanded = set()
+    stack = [(root, False)]
+    while stack:
+        fn, inputs_done = stack.pop()
+        parents = getattr(fn, "next", ())
+        if inputs_done:
+            if id(fn) in into or any(p in needed if isinstance(p, Function) else p is not None and id(p) in into
+                                     for p in parents):
+                needed.add(fn)
+            continue
+        if fn in expanded:  # (reached again through another path: already decided, or on its way)
+            continue
+        expanded.add(fn)
+        stack.append((fn, True))  # decided once everything pushed after it (its inputs) is
+        stack.extend((p, False) for p in parents if isinstance(p, Function) and p not in expanded)
+    return needed
+
+
 def _collect(into: dict, where, g) -> None:
     """Sum gradient g for ``grad()`` under where's id (a leaf's hooks run first, as in backward)."""
     hooks = getattr(where, "_hooks", None)
@@ -256,7 +292,10 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph: bool = False, create_
     ``grad_outputs`` seeds each output (may be omitted for scalar outputs); several outputs add
     up. An input that no output depends on raises, unless ``allow_unused`` (then its entry is
     None). First derivatives only: backward functions work on raw arrays, so ``create_graph``
-    (a differentiable gradient) is refused. The whole backward pass runs, as for ``backward()``.
+    (a differentiable gradient) is refused. Only the ops between the outputs and the inputs run
+    their backward, and each is asked only for the gradients that lead to an input (an op's
+    ``needs_input_grad`` says which): the gradient of a class score with respect to a middle
+    layer computes nothing for the layers below it, or for any weight.
 
     Example, the gradient of a class score with respect to the input image (a saliency map)::
 

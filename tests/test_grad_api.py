@@ -159,3 +159,40 @@ def test_grad_errors():
     grad(y, a)
     with pytest.raises(GraphError, match="a second time"):  # the graph was freed, as after backward()
         grad(y, a)
+
+
+def test_grad_visits_only_the_ops_between_outputs_and_inputs():
+    """A middle tensor's gradient runs no backward below it, and asks each op only for the inputs
+    that lead to a requested tensor; the ops' needs_input_grad are restored afterwards."""
+    calls = []
+
+    class Spy(ember.autograd.Function):
+        def forward(self, a, b):
+            return a * b
+
+        def backward(self, gy):
+            calls.append(self.needs_input_grad)
+            return (gy * 2 if self.needs_input_grad[0] else None), (gy * 3 if self.needs_input_grad[1] else None)
+
+    x = ember.tensor([1.0, 2.0], requires_grad=True)
+    w = ember.tensor([3.0, 4.0], requires_grad=True)
+    below = Spy.apply(x, w)          # below the requested tensor: must not run
+    mid = below.tanh()
+    out = Spy.apply(mid, w)          # asked only for mid's gradient, not w's
+    (g,) = grad(out.sum(), mid, retain_graph=True)
+    np.testing.assert_array_equal(g.numpy(), [2.0, 2.0])
+    assert calls == [(True, False)]
+    out.sum().backward()             # a full backward afterwards: every op, every input
+    assert calls[1:] == [(True, True), (True, True)] and x.grad is not None and w.grad is not None
+
+
+def test_grad_through_a_diamond_whose_branches_meet_in_any_order():
+    """Which ops lead to the input is decided after all their inputs are, whatever order the
+    graph's walk meets them in (p + exp(p) and exp(p) + p)."""
+    for flip in (False, True):
+        x = ember.tensor([0.5, -1.0], requires_grad=True)
+        p = x * 2
+        a = p.exp()
+        y = (a + p) if flip else (p + a)
+        (g,) = grad(y.sum(), x)
+        np.testing.assert_allclose(g.numpy(), 2 * np.exp(2 * np.array([0.5, -1.0])) + 2, rtol=1e-6)
