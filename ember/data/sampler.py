@@ -52,7 +52,7 @@ class SubsetRandomSampler:
     taken from a training set: ``SubsetRandomSampler(range(50000, 60000))``)."""
 
     def __init__(self, indices: Sequence[int], generator: Generator | None = None):
-        self.indices = np.asarray(list(indices) if not hasattr(indices, "__array__") else indices, dtype=np.int64)
+        self.indices = np.asarray(list(indices), dtype=np.int64)  # (a range, a list, an array, a generator)
         if self.indices.ndim != 1:
             raise ValueError(f"SubsetRandomSampler: indices must be a 1-D sequence, got shape {self.indices.shape}")
         self.generator = generator
