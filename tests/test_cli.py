@@ -135,7 +135,8 @@ def test_label_smoothing_keeps_the_loss_above_the_smoothed_entropy(tmp_path, cap
 
 
 @pytest.mark.parametrize("name,cls", [("sgd", "SGD"), ("adam", "Adam"), ("adamw", "AdamW"), ("rmsprop", "RMSprop"),
-                                      ("adagrad", "Adagrad")])
+                                      ("adagrad", "Adagrad"), ("adadelta", "Adadelta"), ("adamax", "Adamax"),
+                                      ("nadam", "NAdam"), ("radam", "RAdam")])
 def test_every_optimizer_choice_builds_its_optimizer(name, cls):
     import ember
     from ember.cli.train import _make_optimizer

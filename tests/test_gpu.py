@@ -375,6 +375,19 @@ def test_fused_optimizer_steps_match_cpu(make):
         np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("make", [
+    lambda ps: ember.optim.Adadelta(ps, lr=0.5, weight_decay=0.01, maximize=True),
+    lambda ps: ember.optim.Adamax(ps, lr=0.01, weight_decay=0.01),
+    lambda ps: ember.optim.NAdam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    lambda ps: ember.optim.RAdam(ps, lr=0.01, weight_decay=0.1),  # 8 steps: rectified from step 6
+], ids=["adadelta", "adamax", "nadam", "radam"])
+def test_generic_optimizer_steps_match_cpu(make):
+    cpu = _run_optimizer(make, 8, "cpu")
+    gpu = _run_optimizer(make, 8, "cuda")
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
 # ---- ops through the GPU dispatch, float32 -------------------------------------------------------
 def test_max_pool_and_batch_norm_float32_on_gpu_match_cpu():
     x = RNG.standard_normal((4, 3, 9, 9)).astype(np.float32)

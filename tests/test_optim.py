@@ -1,5 +1,8 @@
 """Optimizers next to torch.optim: same start, same gradients, 20 steps, same parameters."""
+import contextlib
 import copy
+import inspect
+import json
 
 import numpy as np
 import pytest
@@ -7,7 +10,8 @@ import torch
 
 import ember
 from ember.errors import GraphError, ShapeError
-from ember.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from ember.io import flatten_optimizer_state, unflatten_optimizer_state
+from ember.optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop
 
 SHAPES = [(5, 4), (4,), (3,)]
 
@@ -55,17 +59,45 @@ CASES = [
     (Adagrad, torch.optim.Adagrad, dict(lr=0.1)),
     (Adagrad, torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2)),
     (Adagrad, torch.optim.Adagrad, dict(lr=0.05, eps=1e-6, maximize=True)),
+    (Adadelta, torch.optim.Adadelta, dict()),
+    (Adadelta, torch.optim.Adadelta, dict(lr=0.5, rho=0.8, eps=1e-4, weight_decay=0.1)),
+    (Adadelta, torch.optim.Adadelta, dict(rho=0.95, maximize=True)),
+    (Adamax, torch.optim.Adamax, dict(lr=0.01)),
+    (Adamax, torch.optim.Adamax, dict(lr=0.02, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)),
+    (Adamax, torch.optim.Adamax, dict(lr=0.01, maximize=True)),
+    (NAdam, torch.optim.NAdam, dict(lr=0.01)),
+    (NAdam, torch.optim.NAdam, dict(lr=0.01, weight_decay=0.1, momentum_decay=0.01)),
+    (NAdam, torch.optim.NAdam, dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1, decoupled_weight_decay=True,
+                                    maximize=True)),
+    # RAdam: rho_t > 5 from step 6 on, so 20 steps run both the momentum and the rectified branch.
+    (RAdam, torch.optim.RAdam, dict(lr=0.01)),
+    (RAdam, torch.optim.RAdam, dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1)),
+    (RAdam, torch.optim.RAdam, dict(lr=0.01, eps=1e-6, weight_decay=0.1, decoupled_weight_decay=True,
+                                    maximize=True)),
 ]
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
+
+
+@contextlib.contextmanager
+def _torch_default_dtype(dtype):
+    """PyTorch keeps scalar state (NAdam's mu_product) in its default dtype; ember in Python floats."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("ours_cls,torch_cls,kw", CASES, ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
 def test_matches_torch(ours_cls, torch_cls, kw, dtype):
     ours, theirs = _pair(dtype)
-    opt, ref = ours_cls(ours, **kw), torch_cls(theirs, **kw)
+    opt = ours_cls(ours, **kw)
     _run(opt, ours, 20)
-    _run(ref, theirs, 20, torch_side=True)
+    with _torch_default_dtype(dtype):
+        ref = torch_cls(theirs, **kw)
+        _run(ref, theirs, 20, torch_side=True)
     for a, b in zip(ours, theirs):
         assert a.data.dtype == dtype
         np.testing.assert_allclose(a.data, b.detach().numpy(), **TOL[dtype])
@@ -75,8 +107,9 @@ def test_matches_torch(ours_cls, torch_cls, kw, dtype):
     for i in sd["state"]:
         assert set(sd["state"][i]) == set(ref_sd["state"][i])
         for key, value in sd["state"][i].items():
-            if key != "step":
-                np.testing.assert_allclose(value.data, ref_sd["state"][i][key].numpy(), **TOL[dtype])
+            if key != "step":  # buffers are Tensors; NAdam's mu_product is a float (a 0-d tensor in torch)
+                np.testing.assert_allclose(getattr(value, "data", value), ref_sd["state"][i][key].numpy(),
+                                           **TOL[dtype])
             else:
                 assert value == int(ref_sd["state"][i][key])
     assert sd["param_groups"][0]["params"] == ref_sd["param_groups"][0]["params"]
@@ -109,10 +142,15 @@ def test_add_param_group_and_duplicates():
         SGD(ours[0], lr=0.1)
 
 
-@pytest.mark.parametrize("cls", [SGD, Adam, AdamW, RMSprop, Adagrad])
+ROUND_TRIP = {SGD: dict(lr=0.01, momentum=0.9), Adam: dict(lr=0.01, amsgrad=True),
+              AdamW: dict(lr=0.01, amsgrad=True), RMSprop: dict(lr=0.01, momentum=0.9), Adagrad: dict(lr=0.01, lr_decay=0.1),
+              Adadelta: dict(lr=0.01, weight_decay=0.1), Adamax: dict(lr=0.01),
+              NAdam: dict(lr=0.01, momentum_decay=0.01), RAdam: dict(lr=0.01)}
+
+
+@pytest.mark.parametrize("cls", list(ROUND_TRIP), ids=lambda c: c.__name__)
 def test_state_dict_round_trip_resumes_exactly(cls):
-    kw = {SGD: dict(lr=0.01, momentum=0.9), RMSprop: dict(lr=0.01, momentum=0.9),
-          Adagrad: dict(lr=0.01, lr_decay=0.1)}.get(cls, dict(lr=0.01, amsgrad=True))
+    kw = ROUND_TRIP[cls]
     full, _ = _pair(np.float64)
     opt = cls(full, **kw)
     _run(opt, full, 12)
@@ -212,6 +250,14 @@ def test_step_with_closure_and_real_backward():
     (lambda ps: AdamW(ps, eps=-1.0), "eps"),
     (lambda ps: Adagrad(ps, lr_decay=-0.1), "Adagrad: invalid lr_decay=-0.1"),
     (lambda ps: Adagrad(ps, initial_accumulator_value=-1.0), "initial_accumulator_value"),
+    (lambda ps: Adadelta(ps, rho=1.5), r"Adadelta: invalid rho=1.5 \(must be in \[0, 1\]\)"),
+    (lambda ps: Adadelta(ps, lr=float("nan")), "Adadelta: invalid learning rate lr=nan"),
+    (lambda ps: Adamax(ps, betas=(0.9, 1.0)), r"Adamax: invalid betas=\(0.9, 1.0\)"),
+    (lambda ps: Adamax(ps, eps=-1e-8), "Adamax: invalid eps"),
+    (lambda ps: NAdam(ps, momentum_decay=-0.1), "NAdam: invalid momentum_decay=-0.1"),
+    (lambda ps: NAdam(ps, betas=(-0.1, 0.9)), "NAdam: invalid betas"),
+    (lambda ps: RAdam(ps, weight_decay=-0.1), "RAdam: invalid weight_decay=-0.1"),
+    (lambda ps: RAdam(ps, betas=(0.9,)), "RAdam: invalid betas"),
 ])
 def test_invalid_hyperparameters(bad, match):
     ours, _ = _pair(np.float32)
@@ -263,3 +309,96 @@ def test_trains_module_parameters_like_torch():
         topt.step()
     np.testing.assert_allclose(lin.weight.data, ref.weight.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(lin.bias.data, ref.bias.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+NEW = [(Adadelta, torch.optim.Adadelta), (Adamax, torch.optim.Adamax), (NAdam, torch.optim.NAdam),
+       (RAdam, torch.optim.RAdam)]
+SKIPPED = {"foreach", "capturable", "differentiable", "fused"}  # PyTorch's implementation switches
+
+
+@pytest.mark.parametrize("ours_cls,torch_cls", NEW, ids=[c[0].__name__ for c in NEW])
+def test_signature_and_defaults_match_torch(ours_cls, torch_cls):
+    ours = [(p.name, p.kind, p.default) for p in inspect.signature(ours_cls).parameters.values()]
+    theirs = [(p.name, p.kind, p.default) for p in inspect.signature(torch_cls).parameters.values()
+              if p.name not in SKIPPED]
+    assert [o[0] for o in ours] == [t[0] for t in theirs]
+    for o, t in zip(ours[1:], theirs[1:]):
+        assert o[2] == t[2], o[0]  # the default value
+        # torch's positional `foreach` sits where ember's `*` is, so maximize is keyword-only in both
+        assert o[1] == t[1] or (o[1], t[1]) == (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                 inspect.Parameter.KEYWORD_ONLY), o[0]
+    a, b = _pair(np.float32)
+    group, ref_group = ours_cls(a).param_groups[0], torch_cls(b).param_groups[0]
+    assert set(group) == set(ref_group) - SKIPPED
+    for key in group:
+        if key != "params":
+            assert group[key] == ref_group[key], key
+
+
+@pytest.mark.parametrize("ours_cls,torch_cls", NEW, ids=[c[0].__name__ for c in NEW])
+def test_unknown_keywords_raise_type_error(ours_cls, torch_cls):
+    ours, _ = _pair(np.float32)
+    with pytest.raises(TypeError, match="foreach"):
+        ours_cls(ours, foreach=True)  # accepted by torch, meaningless here: not silently ignored
+    with pytest.raises(TypeError, match="momentum"):
+        ours_cls(ours, momentum=0.9)
+    with pytest.raises(TypeError):
+        ours_cls(ours, 1e-3, (0.9, 0.999), 1e-8, 0.0, False, False, False)  # one positional too many
+
+
+@pytest.mark.parametrize("ours_cls,torch_cls,kw,ok", [
+    (Adadelta, torch.optim.Adadelta, dict(rho=1.0), True),
+    (Adadelta, torch.optim.Adadelta, dict(rho=0.0, lr=0.0, eps=0.0), True),
+    (Adadelta, torch.optim.Adadelta, dict(rho=-0.01), False),
+    (Adadelta, torch.optim.Adadelta, dict(lr=float("nan")), False),
+    (Adamax, torch.optim.Adamax, dict(betas=(0.0, 0.0)), True),
+    (Adamax, torch.optim.Adamax, dict(betas=(0.9, 1.0)), False),
+    (Adamax, torch.optim.Adamax, dict(weight_decay=-1e-4), False),
+    (NAdam, torch.optim.NAdam, dict(momentum_decay=0.0), True),
+    (NAdam, torch.optim.NAdam, dict(momentum_decay=-1e-3), False),
+    (NAdam, torch.optim.NAdam, dict(betas=(1.0, 0.9)), False),
+    (RAdam, torch.optim.RAdam, dict(eps=-1.0), False),
+    (RAdam, torch.optim.RAdam, dict(lr=-1e-3), False),
+], ids=lambda v: v.__name__ if isinstance(v, type) else None)
+def test_accepts_and_rejects_what_torch_does(ours_cls, torch_cls, kw, ok):
+    ours, theirs = _pair(np.float32)
+    if ok:
+        ours_cls(ours, **kw), torch_cls(theirs, **kw)
+        return
+    with pytest.raises(ValueError):
+        torch_cls(theirs, **kw)
+    with pytest.raises(ValueError, match=f"{ours_cls.__name__}: invalid"):
+        ours_cls(ours, **kw)
+
+
+def test_nadam_mu_product_survives_a_checkpoint():
+    """mu_product is a float: it goes to the checkpoint's JSON part and resumes bit for bit."""
+    full, _ = _pair(np.float64)
+    _run(NAdam(full, lr=0.01), full, 8)
+    first, _ = _pair(np.float64)
+    opt = NAdam(first, lr=0.01)
+    _run(opt, first, 4)
+    tensors, meta = flatten_optimizer_state(opt.state_dict())
+    assert isinstance(meta["state"]["0"]["mu_product"], float) and "optimizer.state.0.exp_avg" in tensors
+    restored = unflatten_optimizer_state({k: ember.Tensor(v.data.copy()) for k, v in tensors.items()},
+                                         json.loads(json.dumps(meta)))
+    resumed = [ember.Tensor(p.data.copy(), requires_grad=True) for p in first]
+    opt2 = NAdam(resumed)
+    opt2.load_state_dict(restored)
+    _run(opt2, resumed, 4, start=4)
+    for a, b in zip(full, resumed):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_radam_takes_momentum_steps_until_rho_t_exceeds_5():
+    # One parameter, constant gradient 1: m / (1 - beta1^t) = 1, so a momentum step moves p by exactly -lr.
+    p = ember.Tensor(np.zeros(3), requires_grad=True)
+    opt = RAdam([p], lr=0.1)
+    moves = []
+    for _ in range(7):
+        before = p.data.copy()
+        p.grad = ember.Tensor(np.ones(3))
+        opt.step()
+        moves.append(float(before[0] - p.data[0]))
+    np.testing.assert_allclose(moves[:5], 0.1, rtol=1e-12)  # rho_t = 1.0, 2.0, 3.0, 4.0, 4.996
+    assert 0 < moves[5] < 0.1  # rho_t = 5.994: Adam's step |m / sqrt(v)| = 1, times r_t < 1

@@ -50,7 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=128, help="samples per training step")
     p.add_argument("--eval-batch-size", type=int, default=500, help="samples per evaluation batch")
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw", "rmsprop", "adagrad"],
+    p.add_argument("--optimizer", default="sgd",
+                   choices=["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam"],
                    help="optimizer")
     p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD/RMSprop momentum")
@@ -110,6 +111,14 @@ def _make_optimizer(args, params):
         return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adagrad":
         return optim.Adagrad(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adadelta":
+        return optim.Adadelta(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "adamax":
+        return optim.Adamax(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "nadam":
+        return optim.NAdam(params, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "radam":
+        return optim.RAdam(params, lr=args.lr, weight_decay=args.weight_decay)
     return optim.RMSprop(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 

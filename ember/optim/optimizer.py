@@ -217,7 +217,7 @@ class Optimizer:
 
 
 def _cast_buffer(key: str, value, p: Tensor):
-    """Copy a saved buffer onto ``p``'s device and dtype; ``step`` stays a number."""
+    """Copy a saved buffer onto ``p``'s device and dtype; ``step`` and scalar buffers stay numbers."""
     if key == "step":
         return int(value.item() if hasattr(value, "item") else value)
     if isinstance(value, numbers.Number):
@@ -225,6 +225,8 @@ def _cast_buffer(key: str, value, p: Tensor):
     array = value.data if isinstance(value, Tensor) else value
     if not hasattr(array, "shape"):
         array = np.asarray(array)
+    if array.ndim == 0 and p.data.ndim != 0:
+        return float(array)  # a scalar kept as a 0-d tensor (PyTorch's NAdam mu_product)
     if tuple(array.shape) != tuple(p.data.shape):
         raise ShapeError(
             f"load_state_dict: buffer {key!r} has shape {tuple(array.shape)} but its parameter has "
