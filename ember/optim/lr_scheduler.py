@@ -8,15 +8,21 @@ batch as the schedule was designed)::
     cosine = CosineAnnealingLR(opt, T_max=95)
     sched = SequentialLR(opt, [warmup, cosine], milestones=[5])
 
-Every schedule except ReduceLROnPlateau is written in closed form: the lr at epoch
-``e`` is a pure function of the group's ``initial_lr`` and ``e``. PyTorch computes
-most of them recursively (``lr_e = f(lr_{e-1})``); both give the same sequence up to
-float rounding, and the closed form makes resuming exact and readable.
-State dicts hold only plain numbers and lists, so they serialize to JSON.
+Every schedule except ReduceLROnPlateau and MultiplicativeLR is written in closed
+form: the lr at epoch ``e`` is a pure function of the group's ``initial_lr`` and ``e``.
+PyTorch computes most of them recursively (``lr_e = f(lr_{e-1})``); both give the same
+sequence up to float rounding, and the closed form makes resuming exact and readable.
+ChainedScheduler, which needs the recursive forms (its schedules multiply), steps its
+schedules through them. The cyclical schedules (OneCycleLR, CyclicLR,
+CosineAnnealingWarmRestarts) live in lr_cyclic.py and PolynomialLR, MultiplicativeLR and
+ChainedScheduler in lr_chain.py; all are importable from here.
+State dicts hold only plain numbers and lists, so they serialize to JSON (a lambda is
+not saved, as in PyTorch; a callable object's attributes are).
 """
 from __future__ import annotations
 
 import math
+import types
 from bisect import bisect_right
 from typing import Callable, Sequence
 
@@ -24,7 +30,8 @@ from ember.optim.optimizer import Optimizer
 
 __all__ = [
     "LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR", "ExponentialLR",
-    "CosineAnnealingLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau",
+    "CosineAnnealingLR", "OneCycleLR", "SequentialLR", "ReduceLROnPlateau", "PolynomialLR", "MultiplicativeLR",
+    "ChainedScheduler", "CyclicLR", "CosineAnnealingWarmRestarts",
 ]
 
 
@@ -36,6 +43,8 @@ class LRScheduler:
         last_epoch: -1 to start a new schedule; when resuming, the last epoch done
             (the groups must then hold ``initial_lr``, as a loaded optimizer does).
     """
+
+    _is_initial = False  # True only during the step the constructor takes (PyTorch's recursive forms skip it)
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
@@ -53,7 +62,14 @@ class LRScheduler:
                     )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
-        self.step()
+        self._initial_step()
+
+    def _initial_step(self) -> None:
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self) -> list[float]:
         """The lr of every group at epoch ``self.last_epoch``."""
@@ -74,11 +90,21 @@ class LRScheduler:
         return list(self._last_lr)
 
     def state_dict(self) -> dict:
-        """Every attribute except the optimizer (and functions, which cannot be saved)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas", "_schedulers")}
+        """Every attribute except the optimizer; wrapped schedulers' state dicts; ``lr_lambdas`` as None
+        (a function is not saved) or a callable object's attributes."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("optimizer", "lr_lambdas", "_schedulers")}
+        if "lr_lambdas" in self.__dict__:
+            state["lr_lambdas"] = [_fn_state(fn) for fn in self.lr_lambdas]
+        if "_schedulers" in self.__dict__:
+            state["_schedulers"] = [s.state_dict() for s in self._schedulers]
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.__dict__.update({k: v for k, v in state_dict.items() if k not in ("lr_lambdas", "_schedulers")})
+        for fn, saved in zip(getattr(self, "lr_lambdas", ()), state_dict.get("lr_lambdas") or ()):
+            _load_fn_state(fn, saved)
+        for s, saved in zip(getattr(self, "_schedulers", ()), state_dict.get("_schedulers") or ()):
+            s.load_state_dict(saved)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_epoch={self.last_epoch}, last_lr={self._last_lr})"
@@ -123,6 +149,11 @@ class MultiStepLR(LRScheduler):
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        if isinstance(self.milestones, dict):  # PyTorch's state dict: a Counter {milestone: repeats}
+            self.milestones = sorted(int(m) for m, k in self.milestones.items() for _ in range(k))
 
     def get_lr(self) -> list[float]:
         k = bisect_right(self.milestones, self.last_epoch)
@@ -191,96 +222,6 @@ class CosineAnnealingLR(LRScheduler):
         return [self.eta_min + (base - self.eta_min) * c for base in self.base_lrs]
 
 
-
-class OneCycleLR(LRScheduler):
-    """The 1cycle policy (Smith & Topin, "Super-Convergence", arXiv:1708.07120); step it every batch.
-
-    The lr rises from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start``
-    of ``total_steps``, then anneals to ``initial_lr / final_div_factor``; momentum (or
-    Adam's beta1) moves the opposite way between ``max_momentum`` and ``base_momentum``.
-    ``three_phase`` returns to ``initial_lr`` symmetrically before the final anneal.
-    """
-
-    def __init__(self, optimizer: Optimizer, max_lr: float | Sequence[float], total_steps: int | None = None,
-                 epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,
-                 anneal_strategy: str = "cos", cycle_momentum: bool = True,
-                 base_momentum: float | Sequence[float] = 0.85, max_momentum: float | Sequence[float] = 0.95,
-                 div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
-                 last_epoch: int = -1):
-        if total_steps is None:
-            if epochs is None or steps_per_epoch is None:
-                raise ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch")
-            total_steps = epochs * steps_per_epoch
-        if not isinstance(total_steps, int) or total_steps <= 0:
-            raise ValueError(f"OneCycleLR: total_steps must be a positive integer, got {total_steps}")
-        if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
-            raise ValueError(f"OneCycleLR: pct_start must be a float in [0, 1], got {pct_start}")
-        if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"OneCycleLR: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        self.total_steps, self.anneal_strategy = total_steps, anneal_strategy
-        up = float(pct_start * total_steps) - 1
-        # Each phase: (last step of the phase, group key of the start lr, key of the end lr,
-        # key of the start momentum, key of the end momentum).
-        if three_phase:
-            self.phases = [
-                [up, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
-                [float(2 * pct_start * total_steps) - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"],
-                [total_steps - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"],
-            ]
-        else:
-            self.phases = [
-                [up, "initial_lr", "max_lr", "max_momentum", "base_momentum"],
-                [total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"],
-            ]
-        groups = optimizer.param_groups
-        max_lrs = _per_group("OneCycleLR", "max_lr", max_lr, len(groups))
-        if last_epoch == -1:
-            for group, m in zip(groups, max_lrs):
-                group["initial_lr"] = m / div_factor
-                group["max_lr"] = m
-                group["min_lr"] = group["initial_lr"] / final_div_factor
-        self.cycle_momentum = cycle_momentum
-        if cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError("OneCycleLR: cycle_momentum needs an optimizer with momentum or betas")
-            self.use_beta1 = "betas" in optimizer.defaults
-            maxs = _per_group("OneCycleLR", "max_momentum", max_momentum, len(groups))
-            bases = _per_group("OneCycleLR", "base_momentum", base_momentum, len(groups))
-            if last_epoch == -1:
-                for group, hi, lo in zip(groups, maxs, bases):
-                    self._set_momentum(group, hi)
-                    group["max_momentum"], group["base_momentum"] = hi, lo
-        super().__init__(optimizer, last_epoch)
-
-    def _set_momentum(self, group: dict, value: float) -> None:
-        if self.use_beta1:
-            group["betas"] = (value, *group["betas"][1:])
-        else:
-            group["momentum"] = value
-
-    def _anneal(self, start: float, end: float, pct: float) -> float:
-        if self.anneal_strategy == "cos":
-            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
-        return (end - start) * pct + start
-
-    def get_lr(self) -> list[float]:
-        t = self.last_epoch
-        if t > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {t} times but total_steps is {self.total_steps}")
-        lrs = []
-        for group in self.optimizer.param_groups:
-            start = 0.0
-            for i, (end, lr0, lr1, m0, m1) in enumerate(self.phases):
-                if t <= end or i == len(self.phases) - 1:
-                    pct = (t - start) / (end - start)
-                    lrs.append(self._anneal(group[lr0], group[lr1], pct))
-                    if self.cycle_momentum:
-                        self._set_momentum(group, self._anneal(group[m0], group[m1], pct))
-                    break
-                start = end
-        return lrs
-
-
 class SequentialLR(LRScheduler):
     """Run ``schedulers[i]`` from ``milestones[i-1]`` on, each restarting at its epoch 0.
 
@@ -311,28 +252,22 @@ class SequentialLR(LRScheduler):
         for s in self._schedulers:
             s.last_epoch -= 1
         first = self._schedulers[bisect_right(self._milestones, 0)]
-        first.step()
+        first._initial_step()
         self._last_lr = first.get_last_lr()
 
     def step(self) -> None:
+        self._advance(lambda s: s.step())
+
+    def _advance(self, step_child: Callable[[LRScheduler], None]) -> None:
+        """One epoch; ``step_child`` steps the running scheduler (a ChainedScheduler passes its own)."""
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
         s = self._schedulers[idx]
         if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
             s._set_epoch(0)
         else:
-            s.step()
+            step_child(s)
         self._last_lr = s.get_last_lr()
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        state["_schedulers"] = [s.state_dict() for s in self._schedulers]
-        return state
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        for s, sd in zip(self._schedulers, state_dict["_schedulers"]):
-            s.load_state_dict(sd)
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -398,3 +333,21 @@ def _per_group(op: str, name: str, value, n: int) -> list:
             raise ValueError(f"{op}: expected {n} values of {name} (one per param group), got {len(value)}")
         return list(value)
     return [value] * n
+
+
+def _fn_state(fn) -> dict | None:
+    """What PyTorch saves of a user function: nothing for a function or lambda, a callable object's attributes."""
+    if fn is None or isinstance(fn, (types.FunctionType, types.MethodType)) or not hasattr(fn, "__dict__"):
+        return None
+    return dict(fn.__dict__)
+
+
+def _load_fn_state(fn, saved: dict | None) -> None:
+    if saved is not None:
+        fn.__dict__.update(saved)
+
+
+# The remaining schedulers live in their own files and import LRScheduler from this one, so these
+# imports come last (everything they need is defined above).
+from ember.optim.lr_cyclic import CosineAnnealingWarmRestarts, CyclicLR, OneCycleLR  # noqa: E402
+from ember.optim.lr_chain import ChainedScheduler, MultiplicativeLR, PolynomialLR  # noqa: E402
