@@ -53,6 +53,7 @@ def non_contiguous(a: np.ndarray) -> np.ndarray:
 
 
 def all_ops() -> list:
-    from tests import opdb_conv, opdb_core, opdb_nn, opdb_select, opdb_spatial
+    from tests import opdb_conv, opdb_core, opdb_loss, opdb_more, opdb_nn, opdb_select, opdb_spatial
 
-    return opdb_core.OPS + opdb_select.OPS + opdb_nn.OPS + opdb_conv.OPS + opdb_spatial.OPS
+    return (opdb_core.OPS + opdb_select.OPS + opdb_nn.OPS + opdb_conv.OPS + opdb_spatial.OPS
+            + opdb_loss.OPS + opdb_more.OPS)

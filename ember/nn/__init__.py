@@ -9,4 +9,5 @@ from ember.nn.pool import *  # noqa: F401,F403
 from ember.nn.norm import *  # noqa: F401,F403
 from ember.nn.dropout import *  # noqa: F401,F403
 from ember.nn.upsample import *  # noqa: F401,F403
+from ember.nn.padding import *  # noqa: F401,F403
 from ember.nn import utils  # noqa: F401

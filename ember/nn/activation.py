@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from ember.errors import ShapeError
 from ember.nn.module import Module, Parameter
 from ember.ops import activation as A
+from ember.ops import activation_more as M
 from ember.ops.reduce import log_softmax, softmax
 from ember.tensor import Tensor
 
 __all__ = [
     "ReLU", "Sigmoid", "Tanh", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Softplus",
     "Softmax", "LogSoftmax", "Softmin", "Hardtanh", "ReLU6", "Mish", "LogSigmoid", "Hardsigmoid", "Hardswish",
-    "Softsign",
+    "Softsign", "Threshold", "Hardshrink", "Softshrink", "Tanhshrink", "RReLU", "GLU", "Softmax2d",
 ]
 
 
@@ -181,11 +183,6 @@ class Softsign(Module):
         return A.softsign(x)
 
 
-def _softmax_dim(ndim: int) -> int:
-    # PyTorch's legacy rule when dim is not given: 0 for 0-, 1- and 3-D inputs, else 1.
-    return 0 if ndim in (0, 1, 3) else 1
-
-
 class Softmax(Module):
     """exp(x) / sum(exp(x)) along ``dim``."""
 
@@ -194,19 +191,102 @@ class Softmax(Module):
         self.dim = dim
 
     def forward(self, x: Tensor) -> Tensor:
-        return softmax(x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
+        return softmax(x, self.dim if self.dim is not None else M._legacy_dim(x.ndim))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class Softmin(Softmax):
+    """softmax(-x) along ``dim``."""
+
     def forward(self, x: Tensor) -> Tensor:
-        return softmax(-x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
+        return M.softmin(x, self.dim)
 
 
 class LogSoftmax(Softmax):
     """log(softmax(x)) along ``dim``, computed stably in one op."""
 
     def forward(self, x: Tensor) -> Tensor:
-        return log_softmax(x, self.dim if self.dim is not None else _softmax_dim(x.ndim))
+        return log_softmax(x, self.dim if self.dim is not None else M._legacy_dim(x.ndim))
+
+
+class Softmax2d(Module):
+    """Softmax over the channels at every pixel: (N, C, H, W) or (C, H, W), along dim -3."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in (3, 4):
+            raise ShapeError(f"Softmax2d: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got shape {x.shape}")
+        return softmax(x, -3)
+
+
+class Threshold(Module):
+    """x if x > threshold else value."""
+
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.threshold(x, self.threshold, self.value)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, value={self.value}" + (", inplace=True" if self.inplace else "")
+
+
+class Hardshrink(Module):
+    """x if |x| > lambd else 0."""
+
+    def __init__(self, lambd: float = 0.5):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.hardshrink(x, self.lambd)
+
+    def extra_repr(self) -> str:
+        return f"{self.lambd}"
+
+
+class Softshrink(Hardshrink):
+    """x - lambd if x > lambd, x + lambd if x < -lambd, else 0."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.softshrink(x, self.lambd)
+
+
+class Tanhshrink(Module):
+    """x - tanh(x)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.tanhshrink(x)
+
+
+class RReLU(Module):
+    """Randomized leaky ReLU (Xu et al., 2015): in training a slope ~ U(lower, upper) per element
+    with x <= 0, drawn from ``generator`` (ember's addition; default generator when None); in
+    eval the mean slope (lower + upper) / 2."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False, *, generator=None):
+        super().__init__()
+        self.lower, self.upper, self.inplace, self.generator = lower, upper, inplace, generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.rrelu(x, self.lower, self.upper, self.training, generator=self.generator)
+
+    def extra_repr(self) -> str:
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True" if self.inplace else "")
+
+
+class GLU(Module):
+    """Gated linear unit: halves a, b of ``dim`` -> a * sigmoid(b)."""
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return M.glu(x, self.dim)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"

@@ -15,3 +15,6 @@ from ember.ops.pool import *  # noqa: F401,F403
 from ember.ops.norm import *  # noqa: F401,F403
 from ember.ops.dropout import *  # noqa: F401,F403
 from ember.ops.upsample import *  # noqa: F401,F403
+from ember.ops.distance import *  # noqa: F401,F403
+from ember.ops.margin import *  # noqa: F401,F403
+from ember.ops.activation_more import *  # noqa: F401,F403

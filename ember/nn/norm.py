@@ -18,7 +18,7 @@ from ember.tensor import Tensor
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d",
-    "LocalResponseNorm",
+    "LocalResponseNorm", "RMSNorm",
 ]
 
 
@@ -210,3 +210,38 @@ class LocalResponseNorm(Module):
 
     def extra_repr(self) -> str:
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class RMSNorm(Module):
+    """Root-mean-square normalization over the trailing ``normalized_shape`` dims (Zhang & Sennrich, 2019).
+
+    ``y = x / sqrt(mean(x**2) + eps) * weight``; weight starts at ones (no bias). ``eps=None``
+    uses the machine epsilon of the input's dtype at each call, as PyTorch does.
+    Shapes: (*, *normalized_shape) -> same.
+    """
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True, device=None,
+                 dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(int(n) for n in normalized_shape)
+        if any(n < 0 for n in self.normalized_shape):
+            raise ValueError(f"RMSNorm: normalized_shape must not be negative, got {self.normalized_shape}")
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        w = Parameter(np.ones(self.normalized_shape, dtype=np.dtype(dtype or np.float32)))
+        self.register_parameter("weight", w if elementwise_affine else None)
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self) -> None:
+        if self.weight is not None:
+            from ember.nn.init import ones_
+
+            ones_(self.weight)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return N.rms_norm(x, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

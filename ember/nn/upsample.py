@@ -1,11 +1,15 @@
-"""Resizing layers: Upsample (nearest / bilinear), PixelShuffle, PixelUnshuffle (math in ember.ops.upsample)."""
+"""Resizing layers: Upsample (nearest / bilinear), PixelShuffle, PixelUnshuffle; and ChannelShuffle
+(math in ember.ops.upsample)."""
 from __future__ import annotations
+
+import numpy as np
 
 from ember.nn.module import Module
 from ember.ops import upsample as U
 from ember.tensor import Tensor
 
-__all__ = ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle"]
+__all__ = ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle",
+           "ChannelShuffle"]
 
 
 class Upsample(Module):
@@ -68,3 +72,19 @@ class PixelUnshuffle(Module):
 
     def extra_repr(self) -> str:
         return f"downscale_factor={self.downscale_factor}"
+
+
+class ChannelShuffle(Module):
+    """Interleave the channels of ``groups`` groups (ShuffleNet): (N, C, *S) -> same shape."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups <= 0:
+            raise ValueError(f"ChannelShuffle: groups must be a positive int, got {groups!r}")
+        self.groups = int(groups)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return U.channel_shuffle(x, self.groups)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.groups}"

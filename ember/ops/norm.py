@@ -1,8 +1,9 @@
-"""Normalization: batch_norm, layer_norm, group_norm, instance_norm, local_response_norm.
+"""Normalization: batch_norm, layer_norm, group_norm, instance_norm, local_response_norm, rms_norm.
 
 The first four check their arguments, choose a view of the input and the axes its statistics
 are taken over, and run one op, ember.ops.normalize.Normalize (its docstring has the math and
 the closed-form backward). local_response_norm is a composite of pooling and elementwise ops.
+rms_norm has no mean to subtract and is its own small fused op, RmsNorm, below.
 """
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import math
 
 import numpy as np
 
-from ember.backend import check_same_device
+from ember.autograd import Function
+from ember.backend import check_same_device, xp_of
 from ember.errors import DTypeError, ShapeError
 from ember.ops.normalize import Normalize, _update
 from ember.ops.pool import avg_pool2d
 from ember.ops.shape import pad, reshape
 from ember.tensor import Tensor
 
-__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "local_response_norm"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "local_response_norm", "rms_norm"]
 
 
 def _normalize(x: Tensor, view: tuple, weight, bias, pshape: tuple, axes: tuple, eps: float, stats=None,
@@ -163,3 +165,64 @@ def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: flo
     sq = pad(sq, (0, 0, size // 2, (size - 1) // 2))
     div = reshape(avg_pool2d(sq, (size, 1), stride=1), input.shape)
     return input / (div * float(alpha) + float(k)) ** float(beta)
+
+
+class RmsNorm(Function):
+    """y = x * r * w over rows of the (M, K) view, r = 1 / sqrt(mean(x**2) + eps) per row.
+
+    With xhat = x * r and gh = g * w, backward is the closed form
+
+        gx = r * (gh - xhat * mean(gh * xhat)),    gw = sum over rows of g * xhat
+
+    (differentiate r: dr/dx = -r**3 x / K). The weight is used in x's dtype, as PyTorch does;
+    its gradient goes back in its own dtype.
+    """
+
+    def forward(self, x, *w, view, eps):
+        xp = xp_of(x)
+        x2 = x.reshape(view)
+        self.k = x.dtype.type(max(view[1], 1))  # (empty rows: no elements to average, r is unused)
+        r = (xp.einsum("ij,ij->i", x2, x2) / self.k + x.dtype.type(eps)) ** -0.5
+        self.r, self.xhat = r[:, None], x2 * r[:, None]
+        self.w = w[0].reshape(1, view[1]).astype(x.dtype, copy=False) if w else None
+        self.wmeta = (w[0].shape, w[0].dtype) if w else None
+        y = self.xhat * self.w if w else self.xhat
+        return y.reshape(x.shape)
+
+    def backward(self, gy):
+        xp = xp_of(gy)
+        g = gy.reshape(self.xhat.shape)
+        gh = g * self.w if self.w is not None else g
+        gx = gw = None
+        if self.needs_input_grad[0]:
+            dot = xp.einsum("ij,ij->i", gh, self.xhat)[:, None] / self.k
+            gx = (self.r * (gh - self.xhat * dot)).reshape(gy.shape)
+        if self.w is not None and self.needs_input_grad[1]:
+            shape, dtype = self.wmeta
+            gw = xp.einsum("ij,ij->j", g, self.xhat).reshape(shape).astype(dtype, copy=False)
+        return (gx, gw) if self.w is not None else gx
+
+
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, eps: float | None = None) -> Tensor:
+    """Root-mean-square normalization (Zhang & Sennrich, 2019) over the trailing ``normalized_shape`` dims.
+
+    ``y = x / sqrt(mean(x**2) + eps) * weight``: LayerNorm without centering and without bias.
+    ``eps=None`` takes the machine epsilon of the input's dtype (PyTorch's default).
+    Shapes: input (*, *normalized_shape), weight normalized_shape -> input's shape.
+    """
+    if input.dtype.kind != "f":
+        raise DTypeError(f"rms_norm: input must be floating point, got {input.dtype}")
+    shape = (int(normalized_shape),) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    k = len(shape)
+    if k == 0:
+        raise ShapeError("rms_norm: normalized_shape must have at least one dim, got ()")
+    if input.ndim < k or input.shape[input.ndim - k:] != shape:
+        raise ShapeError(f"rms_norm: input shape {input.shape} does not end with normalized_shape {shape}")
+    if weight is not None:
+        if weight.shape != shape:
+            raise ShapeError(f"rms_norm: weight has shape {weight.shape} but normalized_shape is {shape}")
+        check_same_device("rms_norm", input.data, weight.data)
+    eps = float(np.finfo(input.dtype).eps) if eps is None else float(eps)
+    view = (math.prod(input.shape[:input.ndim - k]), math.prod(shape))
+    params = (weight,) if weight is not None else ()
+    return RmsNorm.apply(input, *params, view=view, eps=eps)

@@ -253,16 +253,21 @@ class Prod(Function):
 
 
 def norm(x: Tensor, p=2, dim=None, keepdim: bool = False) -> Tensor:
-    """Vector p-norm over ``dim`` (p = 1, 2 or inf)."""
-    from ember.ops import elementwise as E
+    """Vector p-norm over ``dim`` (all dims when None), as ``torch.norm``/``torch.linalg.vector_norm``.
 
-    if p == 2:
-        return E.sqrt(sum(x * x, dim, keepdim))
-    if p == 1:
-        return sum(E.abs(x), dim, keepdim)
-    if p == float("inf"):
-        return amax(E.abs(x), dim, keepdim)
-    return sum(E.abs(x) ** p, dim, keepdim) ** (1.0 / p)
+    ``p``: any real, ``inf``/``-inf``, 0 (the count of non-zeros) or "fro" (= 2). The gradient is
+    PyTorch's subgradient: 0 where the norm is 0 (ember/ops/distance.py's VectorNorm).
+    """
+    from ember.ops.distance import _check_p, _float, _vector_norm
+
+    _float("norm", "input", x)
+    if p == "fro":
+        p = 2
+    if isinstance(p, str) or not isinstance(p, (int, float, np.integer, np.floating)):
+        raise ValueError(f"norm: p must be a number, inf or 'fro', got {p!r}")
+    axes = _axes("norm", dim, x.ndim)
+    _check_p("norm", float(p), x, axes)
+    return _vector_norm(x, float(p), axes, keepdim)
 
 
 def all(x: Tensor, dim=None) -> Tensor:  # noqa: A001

@@ -1,4 +1,5 @@
-"""Resizing: interpolate (nearest, linear, bilinear), pixel_shuffle and pixel_unshuffle.
+"""Resizing: interpolate (nearest, linear, bilinear), pixel_shuffle and pixel_unshuffle; and
+channel_shuffle, a rearrangement of channels like pixel_shuffle's of pixels.
 
 Nearest and (bi)linear resizing are separable: along each axis every output pixel is a
 fixed weighted sum of at most two input pixels, i.e. a small matrix ``A`` (out x in).
@@ -29,7 +30,7 @@ from ember.errors import ShapeError
 from ember.ops.shape import permute, reshape
 from ember.tensor import Tensor
 
-__all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle"]
+__all__ = ["interpolate", "upsample", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle"]
 
 
 def _apply_separable(x, ah, aw):
@@ -173,3 +174,25 @@ def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
     x = reshape(input, tuple(lead) + (c, h // r, r, w // r, r))
     x = permute(x, tuple(range(nl + 1)) + (nl + 2, nl + 4, nl + 1, nl + 3))
     return reshape(x, tuple(lead) + (c * r * r, h // r, w // r))
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """Interleave the channels of ``groups`` groups (Zhang et al., 2018, ShuffleNet).
+
+    Channel ``g * (C // groups) + k`` moves to ``k * groups + g``, so a grouped convolution
+    that follows sees channels from every group of the one before. Shapes: (N, C, *S) ->
+    the same, C divisible by ``groups``. A reshape, a transpose and a reshape (gradient
+    by autograd: the inverse permutation).
+    """
+    g = int(groups)
+    if g <= 0:
+        raise ValueError(f"channel_shuffle: groups must be positive, got {groups}")
+    if input.ndim < 3:
+        raise ShapeError(f"channel_shuffle: expected an input with more than 2 dims (N, C, *S), got shape "
+                         f"{input.shape}")
+    n, c, *spatial = input.shape
+    if c % g:
+        raise ShapeError(f"channel_shuffle: channels {c} must be divisible by groups {g} (input {input.shape})")
+    x = reshape(input, (n, g, c // g, *spatial))
+    x = permute(x, (0, 2, 1) + tuple(range(3, x.ndim)))
+    return reshape(x, input.shape)
