@@ -9,6 +9,13 @@ Layout conventions (ndim decides, so nothing is guessed):
 Random transforms draw from ``generator`` (an ember.Generator; the default generator when
 None) and, for a batch, draw one independent choice per sample in a single vectorized
 call: no Python loop over samples. They run on NumPy or CuPy arrays alike.
+
+The augmentations of a CNN course are re-exported here from their own files, with
+torchvision's names and semantics; they take uint8 or float (C, H, W) / (N, C, H, W):
+ember/data/augment.py (RandomVerticalFlip, Pad, RandomApply, RandomChoice, GaussianBlur),
+ember/data/regions.py (RandomResizedCrop, RandomErasing), ember/data/color.py (Grayscale, RandomGrayscale, ColorJitter),
+ember/data/affine.py (RandomRotation, RandomAffine) and ember/data/mixing.py (MixUp, CutMix,
+applied to a whole batch and its labels in the training loop).
 """
 from __future__ import annotations
 
@@ -21,7 +28,11 @@ from ember.errors import DTypeError, ShapeError
 from ember.random import Generator, rng_for
 
 __all__ = ["Compose", "ToTensor", "ConvertImageDtype", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-           "CenterCrop", "Resize", "Lambda"]
+           "CenterCrop", "Resize", "Lambda",
+           # re-exported from augment.py, regions.py, color.py, affine.py, mixing.py (bottom of this file)
+           "RandomVerticalFlip", "Pad", "RandomResizedCrop", "RandomApply", "RandomChoice", "GaussianBlur",
+           "RandomErasing", "Grayscale", "RandomGrayscale", "ColorJitter", "RandomRotation", "RandomAffine",
+           "MixUp", "CutMix"]
 
 
 def _pair(size, name: str) -> tuple:
@@ -263,3 +274,11 @@ class Resize:
 
     def __repr__(self) -> str:
         return f"Resize(size={self.size}, interpolation={self.interpolation!r})"
+
+
+# The augmentation modules import the helpers above, so they are imported last.
+from ember.data.augment import GaussianBlur, Pad, RandomApply, RandomChoice, RandomVerticalFlip  # noqa: E402
+from ember.data.regions import RandomErasing, RandomResizedCrop  # noqa: E402
+from ember.data.color import ColorJitter, Grayscale, RandomGrayscale  # noqa: E402
+from ember.data.affine import RandomAffine, RandomRotation  # noqa: E402
+from ember.data.mixing import CutMix, MixUp  # noqa: E402
