@@ -8,8 +8,9 @@ nothing)::
     python bench/gpu_check.py --out my.txt    # another results file ($OUT/gpu_results.txt too, if $OUT is set)
 
 1. ``python -m pytest -m gpu -q`` in subprocesses (bench/gpu_tests.py): first tests/test_gpu.py,
-   test_gpu_routes.py, test_gpu_norm.py and test_gpu_select.py (kernels vs NumPy, the conv/batch-norm/optimizer GPU
-   routes vs the CPU, index checks, sorting, hooks and autograd.grad on the GPU,
+   test_gpu_routes.py, test_gpu_norm.py, test_gpu_select.py and test_gpu_augment.py (kernels vs NumPy, the
+   conv/batch-norm/optimizer GPU routes vs the CPU, index checks, sorting, hooks and autograd.grad on the GPU,
+   the augmentations vs the CPU,
    devices, checkpoints, label checks, training steps) and test_io.py's GPU test,
    then tests/test_ops.py (every op of tests/opdb.py on CPU vs GPU, forward and
    gradients); together capped at ``--test-timeout`` s. The full log goes to gpu_tests.log.
@@ -341,7 +342,7 @@ def main() -> int:
         with open(log_path, "w") as log:
             suites = (("tests/test_gpu*.py + test_io.py",
                        ["tests/test_gpu.py", "tests/test_gpu_routes.py", "tests/test_gpu_norm.py",
-                        "tests/test_gpu_select.py", "tests/test_io.py"], 0.35),
+                        "tests/test_gpu_select.py", "tests/test_gpu_augment.py", "tests/test_io.py"], 0.35),
                       ("every opdb op, CPU vs GPU (test_ops.py)", ["tests/test_ops.py"], 1.0))
             for label, paths, share in suites:
                 limit = min(share * args.test_timeout, args.test_timeout - (elapsed() - t_tests))
