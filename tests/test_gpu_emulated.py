@@ -33,9 +33,9 @@ def _summary(out: subprocess.CompletedProcess) -> str:
 
 def test_gpu_kernels_and_routes_match_numpy_and_the_cpu_under_the_emulator():
     """tests/test_gpu_routes.py, test_gpu_norm.py, test_gpu.py, test_gpu_select.py and test_gpu_augment.py
-    (gpu-marked), the device-semantics tests skipped: each kernel against the NumPy it replaces, each route and training step against the
-    CPU paths (tests/gpu_compare.py switches the GPU branch off for the CPU side). Checked: a
-    batch-norm backward reading the wrong sum fails 14 of them."""
+    (gpu-marked), the device-semantics tests skipped: each kernel against the NumPy it replaces, each route
+    and training step against the CPU paths (tests/gpu_compare.py switches the GPU branch off for the CPU
+    side). Checked: a batch-norm backward reading the wrong sum fails 14 of them."""
     out = _pytest("tests/test_gpu_routes.py", "tests/test_gpu_norm.py", "tests/test_gpu.py", "tests/test_gpu_select.py",
                   "tests/test_gpu_augment.py",
                   env={"EMBER_EMULATE_GPU_TESTS": "1"})
