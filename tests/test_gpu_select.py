@@ -1,7 +1,8 @@
 """GPU tests of indexing, ordering and gradient plumbing: index and label checks on the GPU (CuPy
-would wrap a bad index silently), sort/topk/gather against the CPU, and gradient hooks and
-``ember.autograd.grad`` on GPU tensors. Marked ``gpu``; they skip cleanly without CuPy and a GPU
-(and run on the CPU under tests/cuda_emulator.py with EMBER_EMULATE_GPU_TESTS=1)."""
+would wrap a bad index silently), sort/topk/gather against the CPU, gradient hooks and
+``ember.autograd.grad`` on GPU tensors, and RReLU's random slopes drawn on the GPU. Marked ``gpu``;
+they skip cleanly without CuPy and a GPU (and run on the CPU under tests/cuda_emulator.py with
+EMBER_EMULATE_GPU_TESTS=1)."""
 from __future__ import annotations
 
 import numpy as np
@@ -69,3 +70,17 @@ def test_hooks_and_autograd_grad_on_the_gpu():
         (hc * hc).sum().backward()
     np.testing.assert_allclose(asnumpy(gx.data), xc.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(asnumpy(gw.data), wc.grad.numpy(), rtol=1e-12)
+
+
+def test_rrelu_draws_its_slopes_on_the_gpu_and_backpropagates_them():
+    a = RNG.standard_normal((64, 50))
+    x = ember.Tensor(dev(a), requires_grad=True)
+    y = F.rrelu(x, 0.1, 0.3, training=True, generator=ember.Generator(4))
+    y.sum().backward()
+    slope, g = asnumpy(y.data) / a, asnumpy(x.grad.data)
+    neg = a < 0
+    np.testing.assert_allclose(slope[~neg], 1.0)
+    assert 0.1 <= slope[neg].min() and slope[neg].max() <= 0.3 and abs(slope[neg].mean() - 0.2) < 0.01
+    np.testing.assert_allclose(g, np.where(neg, slope, 1.0), rtol=1e-12)  # the gradient is the drawn slope
+    again = F.rrelu(ember.Tensor(dev(a)), 0.1, 0.3, training=True, generator=ember.Generator(4))
+    np.testing.assert_array_equal(asnumpy(again.data), asnumpy(y.data))
