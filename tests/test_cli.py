@@ -47,10 +47,11 @@ def test_train_writes_metrics_checkpoints_plot_and_eval_agrees(tmp_path, capsys)
     assert "per-class accuracy" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mix", [[], ["--mixup", "0.4", "--cutmix", "1.0"]], ids=["plain", "mixup-cutmix"])
 @pytest.mark.parametrize("stop_at", [2, 3, 5])  # mid-epoch, at an epoch's last step, in the second epoch
-def test_resume_continues_with_the_same_loss_trace(tmp_path, monkeypatch, stop_at):
+def test_resume_continues_with_the_same_loss_trace(tmp_path, monkeypatch, stop_at, mix):
     args = ["--model", "mlp", "--model-arg", "hidden=[32]", "--model-arg", "dropout=0.3", "--augment",
-            "--epochs", "3", "--lr", "0.1", "--optimizer", "sgd"]
+            "--epochs", "3", "--lr", "0.1", "--optimizer", "sgd", *mix]
     assert train(tmp_path, *args, name="full") == 0
     full = [r["loss"] for r in read(tmp_path / "full" / "metrics.jsonl") if r["type"] == "step"]
 
@@ -145,3 +146,33 @@ def test_every_optimizer_choice_builds_its_optimizer(name, cls):
     opt = _make_optimizer(args, [ember.zeros(3, requires_grad=True)])
     assert type(opt).__name__ == cls and opt.param_groups[0]["lr"] == 0.02
     assert opt.param_groups[0]["weight_decay"] == 0.001
+
+
+def test_mixup_and_cutmix_flags_mix_the_batches(tmp_path):
+    """Each flag changes the loss trace; with both, batches get one or the other at random."""
+    from ember.cli.train import make_mix
+    from ember.data import transforms as T
+    import ember
+
+    traces = {}
+    for name, extra in (("plain", []), ("mixup", ["--mixup", "0.4"]), ("cutmix", ["--cutmix", "1.0"])):
+        assert train(tmp_path, "--model", "mlp", "--epochs", "1", "--lr", "0.1", *extra, name=name) == 0
+        traces[name] = [r["loss"] for r in read(tmp_path / name / "metrics.jsonl") if r["type"] == "step"]
+    assert traces["plain"] != traces["mixup"] and traces["plain"] != traces["cutmix"] != traces["mixup"]
+    gen = ember.Generator(0)
+    both = make_mix(0.4, 1.0, 3, gen)
+    picked = []
+    x, y = np.random.default_rng(0).random((4, 1, 8, 8)).astype(np.float32), np.array([0, 1, 2, 0])
+    original = (T.MixUp.__call__, T.CutMix.__call__)
+    try:
+        T.MixUp.__call__ = lambda self, x, y: picked.append("mixup") or original[0](self, x, y)
+        T.CutMix.__call__ = lambda self, x, y: picked.append("cutmix") or original[1](self, x, y)
+        for _ in range(40):
+            xm, ym = both(x, y)
+            assert ym.shape == (4, 3) and np.allclose(ym.sum(1), 1.0)
+    finally:
+        T.MixUp.__call__, T.CutMix.__call__ = original
+    assert 10 < picked.count("mixup") < 30 and picked.count("mixup") + picked.count("cutmix") == 40
+    assert make_mix(0.0, 0.0, 3, gen) is None
+    with pytest.raises(ValueError, match="--cutmix must be >= 0"):
+        make_mix(0.2, -1.0, 3, gen)

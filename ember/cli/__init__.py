@@ -1,9 +1,10 @@
-"""The ``ember`` command line: ``ember train``, ``ember eval``, ``ember inspect``, ``ember summary``.
+"""The ``ember`` command line: ``ember train``, ``ember eval``, ``ember inspect``, ``ember summary``,
+``ember lr-find``.
 
 ``main(argv)`` takes the arguments as a list so tests call it directly; it returns the
 process exit status. Subcommands live in their own modules, each with
-``add_arguments(parser)`` and ``run(args) -> int``; ``inspect`` and ``summary`` are
-imported only when used.
+``add_arguments(parser)`` and ``run(args) -> int``; ``inspect``, ``summary`` and ``lr-find``
+are imported only when used.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ SUBCOMMANDS = {
     "eval": ("ember.cli.evaluate", "evaluate a saved checkpoint: accuracy, per-class accuracy, confusion matrix"),
     "inspect": ("ember.cli.inspect", "diagnostics of a model or checkpoint (gradients, activations, filters)"),
     "summary": ("ember.cli.summary", "layer-by-layer summary of a model: shapes, parameters, receptive field"),
+    "lr-find": ("ember.cli.lr_find", "learning-rate range test: sweep the lr, print and plot the loss, suggest an lr"),
 }
 
 

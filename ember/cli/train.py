@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_arguments", "run", "build_run"]
+__all__ = ["add_arguments", "add_model_data_optimizer_arguments", "load_data_and_model", "run", "build_run"]
 
 
 def _kv(text: str) -> tuple[str, object]:
@@ -34,11 +34,14 @@ def _kv(text: str) -> tuple[str, object]:
         return k.strip(), v
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_model_data_optimizer_arguments(p: argparse.ArgumentParser, *, lr: bool = True) -> None:
+    """The model, data, loss and optimizer flags, shared by ``ember train`` and ``ember lr-find``.
+
+    ``lr=False`` leaves out ``--lr`` (``ember lr-find`` sweeps it instead).
+    """
     from ember.cli.datasets import list_datasets
     from ember.models import list_models
 
-    p.add_argument("--config", metavar="FILE", help="read settings from a TOML or YAML file (flags win)")
     p.add_argument("--model", default="lenet5", metavar="NAME", help=f"model: {', '.join(list_models())}")
     p.add_argument("--model-arg", action="append", type=_kv, default=[], metavar="KEY=VALUE",
                    help="extra keyword argument for the model builder, e.g. shortcut=B (repeatable)")
@@ -47,20 +50,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder with the dataset files (default: cache, system package, then download)")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="fail instead of downloading missing dataset files")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
     p.add_argument("--batch-size", type=int, default=128, help="samples per training step")
-    p.add_argument("--eval-batch-size", type=int, default=500, help="samples per evaluation batch")
     p.add_argument("--optimizer", default="sgd",
                    choices=["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "nadam", "radam"],
                    help="optimizer")
-    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    if lr:
+        p.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
     p.add_argument("--momentum", type=float, default=0.9, help="SGD/RMSprop momentum")
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="L2 penalty (decoupled for adamw)")
-    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"],
-                   help="learning-rate schedule, updated every step (step: x0.1 at 50%% and 75%%)")
-    p.add_argument("--warmup", type=float, default=0.0, metavar="EPOCHS",
-                   help="linear warm-up from lr/steps to lr over this many epochs")
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS",
                    help="label smoothing of the cross-entropy (Szegedy et al. 2016): the target becomes "
                         "(1 - EPS) * one-hot + EPS / classes, as in PyTorch")
@@ -68,18 +66,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="random crop (pad 2 for 28x28, 4 for 32x32) and horizontal flip; with --task segment, "
                         "a horizontal flip of image and mask together")
     p.add_argument("--seed", type=int, default=0, help="seed for initialization, shuffling and augmentation")
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/<model>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (cuda needs CuPy)")
     p.add_argument("--val-split", type=int, default=5000, metavar="N",
                    help="hold out N training images for validation (0: none)")
+    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="use only N training images")
+    p.add_argument("--num-workers", type=int, default=0, help="DataLoader prefetch threads")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="read settings from a TOML or YAML file (flags win)")
+    add_model_data_optimizer_arguments(p)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    p.add_argument("--eval-batch-size", type=int, default=500, help="samples per evaluation batch")
+    p.add_argument("--schedule", default="cosine", choices=["cosine", "step", "constant"],
+                   help="learning-rate schedule, updated every step (step: x0.1 at 50%% and 75%%)")
+    p.add_argument("--warmup", type=float, default=0.0, metavar="EPOCHS",
+                   help="linear warm-up from lr/steps to lr over this many epochs")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="MixUp (Zhang et al. 2018) of every training batch, lambda ~ Beta(ALPHA, ALPHA); 0: off")
+    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA",
+                   help="CutMix (Yun et al. 2019) of every training batch; with --mixup too, each batch gets "
+                        "one of the two at random")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default runs/<model>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.safetensors")
     p.add_argument("--overfit-batch", action="store_true",
                    help="smoke test: train on one batch repeatedly; it should reach ~100%% accuracy")
     p.add_argument("--overfit-steps", type=int, default=50, help="steps per epoch with --overfit-batch")
-    p.add_argument("--limit-train", type=int, default=None, metavar="N", help="use only N training images")
     p.add_argument("--log-every", type=int, default=10, metavar="STEPS", help="log the loss every STEPS steps")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--num-workers", type=int, default=0, help="DataLoader prefetch threads")
     from ember.cli.segment import add_segment_arguments
 
     add_segment_arguments(p)  # --task segment and its flags (ember/cli/segment.py)
@@ -141,25 +155,43 @@ def make_transform(data, augment: bool, generator=None):
     return T.Compose(steps)
 
 
-def build_run(args):
-    """Everything ``run`` needs: (trainer, data, test loader, meta). Separate so tests can drive it."""
-    import ember
-    from ember.cli.datasets import load_image_data
-    from ember.cli.trainer import Trainer
-    from ember.data import ArrayDataset, DataLoader
-    from ember.models import get_model
-    from ember.optim.lr_scheduler import LambdaLR
+def make_mix(mixup: float, cutmix: float, num_classes: int, generator):
+    """``mix(x, y) -> (x, y_soft)`` for ``--mixup``/``--cutmix`` (alphas; 0 is off), or None.
 
-    from ember.cli.datasets import check_dataset_name
-    from ember.models import _canonical
+    With both on, each batch gets one of the two, chosen with equal odds (the recipe of
+    torchvision's reference scripts)."""
+    from ember.data import transforms as T
+
+    for name, alpha in (("--mixup", mixup), ("--cutmix", cutmix)):
+        if not alpha >= 0:
+            raise ValueError(f"{name} must be >= 0 (0 is off), got {alpha}")
+    mixers = ([T.MixUp(alpha=mixup, num_classes=num_classes, generator=generator)] if mixup > 0 else []) + \
+             ([T.CutMix(alpha=cutmix, num_classes=num_classes, generator=generator)] if cutmix > 0 else [])
+    if len(mixers) < 2:
+        return mixers[0] if mixers else None
+
+    def either(x, y):
+        return mixers[int(generator.np.random() < 0.5)](x, y)
+    return either
+
+
+def load_data_and_model(args) -> tuple:
+    """The data, the training/validation split and the seeded model, as ``ember train`` and
+    ``ember lr-find`` build them from the same flags: (data, (x_tr, y_tr, x_val, y_val), model, model_kwargs)."""
+    import ember
+    from ember.cli.datasets import check_dataset_name, load_image_data
+    from ember.models import _canonical, get_model
 
     _canonical(args.model)  # unknown names fail here, before any data is read
     check_dataset_name(args.data)
+    if args.model.lower() == "perceptron":
+        raise ValueError("the perceptron learns with its own rule, not by backprop: use "
+                         "ember.models.Perceptron().fit(x, y) (see the README); pick another --model")
     data = load_image_data(args.data, root=args.data_dir, download=args.download)
     print(f"data: {data.name}: {len(data.x_train)} train / {len(data.x_test)} test images "
           f"{tuple(data.x_train.shape[1:])}, {data.num_classes} classes" + (f" ({data.source})" if data.source else ""))
     x, y = data.x_train, data.y_train
-    if args.overfit_batch:
+    if getattr(args, "overfit_batch", False):
         x_tr, y_tr = x[: args.batch_size], y[: args.batch_size]
         x_val, y_val = x_tr, y_tr
     else:
@@ -173,16 +205,23 @@ def build_run(args):
 
     model_kwargs = dict(num_classes=data.num_classes, in_channels=data.in_channels, input_size=data.input_size)
     model_kwargs.update(dict(args.model_arg))
-    if args.model.lower() == "perceptron":
-        raise ValueError("the perceptron learns with its own rule, not by backprop: use "
-                         "ember.models.Perceptron().fit(x, y) (see the README); pick another --model")
     ember.manual_seed(args.seed)
     model = get_model(args.model, **model_kwargs)
     if args.device != "cpu":
         model.to(args.device)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {args.model} ({n_params:,} parameters)")
+    return data, (x_tr, y_tr, x_val, y_val), model, model_kwargs
 
+
+def build_run(args):
+    """Everything ``run`` needs: (trainer, data, test loader, meta). Separate so tests can drive it."""
+    import ember
+    from ember.cli.trainer import Trainer
+    from ember.data import ArrayDataset, DataLoader
+    from ember.optim.lr_scheduler import LambdaLR
+
+    data, (x_tr, y_tr, x_val, y_val), model, model_kwargs = load_data_and_model(args)
     shuffle_gen, aug_gen = ember.Generator(args.seed + 1), ember.Generator(args.seed + 2)
     augment = args.augment and not args.overfit_batch
     if args.overfit_batch:  # one batch, repeated: each epoch is --overfit-steps steps on it
@@ -209,10 +248,12 @@ def build_run(args):
     meta = {"model": args.model, "model_kwargs": model_kwargs, "data": data.name, "classes": data.classes,
             "mean": list(data.mean), "std": list(data.std), "args": {k: v for k, v in vars(args).items()
                                                                     if not k.startswith("_")}}
+    mix_gen = ember.Generator(args.seed + 3)
+    mix = None if args.overfit_batch else make_mix(args.mixup, args.cutmix, data.num_classes, mix_gen)
     trainer = Trainer(model, optimizer, scheduler, train_loader, val_loader, epochs=args.epochs, out_dir=out,
                       device=args.device, shuffle_gen=shuffle_gen, aug_gen=aug_gen, meta=meta,
                       log_every=args.log_every, progress_bar=args.progress,
-                      label_smoothing=args.label_smoothing)
+                      label_smoothing=args.label_smoothing, mix=mix, mix_gen=mix_gen if mix else None)
     return trainer, data, test_loader, meta
 
 

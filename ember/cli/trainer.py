@@ -1,10 +1,10 @@
 """The training loop behind ``ember train``: epochs, validation, checkpoints, metrics.
 
-Reproducibility: with a fixed seed every random draw comes from one of three
-generators, the model's default generator (initialization, dropout), the shuffle
-generator and the augmentation generator; their states go into every checkpoint, and a
-mid-epoch checkpoint also records the epoch-start states and the number of batches
-done, so ``--resume`` replays the same batches and continues with the same loss trace.
+Reproducibility: with a fixed seed every random draw comes from one of four generators,
+the model's default generator (initialization, dropout), the shuffle generator, the
+augmentation generator and the MixUp/CutMix generator; their states go into every
+checkpoint, and a mid-epoch checkpoint also records the epoch-start states and the number
+of batches done, so ``--resume`` replays the same batches and continues with the same loss trace.
 """
 from __future__ import annotations
 
@@ -53,12 +53,16 @@ class Trainer:
         out_dir: where last/best checkpoints, metrics.jsonl and plots go.
         meta: JSON-able run description saved in checkpoints (model name and kwargs, data, ...).
         steps_per_epoch: batches per epoch (``--overfit-batch`` repeats one batch).
+        mix, mix_gen: ``mix(x, y) -> (x, y_soft)`` applied to every training batch (MixUp/CutMix from
+            ember.data.transforms) and the generator it draws from (its own: the loader's worker
+            threads draw augmentations from ``aug_gen`` meanwhile); the loss then uses the mixed
+            probabilities and the training accuracy compares predictions with the original labels.
     """
 
     def __init__(self, model: nn.Module, optimizer, scheduler, train_loader, val_loader, *, epochs: int,
                  out_dir: str | Path, device: str = "cpu", shuffle_gen=None, aug_gen=None, meta: dict | None = None,
                  log_every: int = 10, progress_bar: bool = True, steps_per_epoch: int | None = None,
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, mix=None, mix_gen=None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.epochs, self.device = epochs, device
@@ -71,16 +75,19 @@ class Trainer:
         self.progress_bar = progress_bar
         self.steps_per_epoch = steps_per_epoch or len(train_loader)
         self.label_smoothing = float(label_smoothing)
+        self.mix, self.mix_gen = mix, mix_gen
         self.state = Progress()
         self.history: list[dict] = []
 
     # ---- RNG state ------------------------------------------------------------------------------
     def _rng_state(self) -> dict:
-        gens = {"default": ember.random.default_generator, "shuffle": self.shuffle_gen, "augment": self.aug_gen}
+        gens = {"default": ember.random.default_generator, "shuffle": self.shuffle_gen, "augment": self.aug_gen,
+                "mix": self.mix_gen}
         return {k: g.get_state() for k, g in gens.items() if g is not None}
 
     def _set_rng_state(self, states: dict) -> None:
-        gens = {"default": ember.random.default_generator, "shuffle": self.shuffle_gen, "augment": self.aug_gen}
+        gens = {"default": ember.random.default_generator, "shuffle": self.shuffle_gen, "augment": self.aug_gen,
+                "mix": self.mix_gen}
         for k, s in states.items():
             if gens.get(k) is not None:
                 gens[k].set_state(s)
@@ -147,7 +154,9 @@ class Trainer:
         batches = iter(self.train_loader)
         skip = st.step  # batches already trained before a mid-epoch checkpoint: draw them again, unused
         for _ in range(skip):
-            next(batches)
+            x, y = next(batches)
+            if self.mix is not None:  # its draws too, so the generator continues where it stopped
+                self.mix(x, y)
         try:
             for x, y in batches:
                 if st.step >= self.steps_per_epoch:
@@ -156,8 +165,11 @@ class Trainer:
                 # A diverging run overflows somewhere before its loss turns inf/NaN; the finiteness
                 # check below reports that with the step number, so NumPy's own warnings are muted.
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    target = y
+                    if self.mix is not None:
+                        x, target = self.mix(x, y)
                     out = self.model(x)
-                    loss = nn.functional.cross_entropy(out, y, label_smoothing=self.label_smoothing)
+                    loss = nn.functional.cross_entropy(out, target, label_smoothing=self.label_smoothing)
                     value = float(loss.item())
                     if not math.isfinite(value):
                         raise NonFiniteLossError(

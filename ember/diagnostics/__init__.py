@@ -4,7 +4,11 @@
 ``activation_stats`` and ``UpdateRatioTracker`` judge hidden units and updates;
 ``gradient_flow`` follows the gradient back through the layers (vanishing, exploding, blocked);
 ``receptive_fields`` / ``effective_receptive_field`` measure what a unit sees;
+``saliency``, ``smoothgrad``, ``integrated_gradients``, ``occlusion`` attribute a class score to input pixels;
+``interpolate`` / ``loss_surface`` trace the loss along a line and over a plane in weight space;
 ``summarize`` prints the layer table; ``build_report`` writes the HTML report;
+``lr_find`` runs the learning-rate range test (Smith 2017) and suggests a learning rate;
+``conv_matrix`` / ``conv_to_linear`` show a conv layer as its Toeplitz-structured matrix;
 ``ember.diagnostics.visualize`` draws the pictures (matplotlib, imported lazily).
 """
 from ember.diagnostics.gradcheck import gradcheck, GradcheckReport
@@ -12,10 +16,18 @@ from ember.diagnostics.model_check import gradcheck_model
 from ember.diagnostics.activations import ActivationReport, LayerStats, UpdateRatioTracker, activation_stats
 from ember.diagnostics.gradient_flow import GradientReport, GradStats, gradient_flow
 from ember.diagnostics.receptive_field import ERF, Field, effective_receptive_field, receptive_fields
+from ember.diagnostics.attribution import (Attribution, integrated_gradients, occlusion, plot_attributions,
+                                          saliency, smoothgrad)
+from ember.diagnostics.landscape import LossLandscape, interpolate, loss_surface, random_directions
 from ember.diagnostics.summary import ModelSummary, summarize
 from ember.diagnostics.report import build_report
+from ember.diagnostics.lr_finder import LRFindResult, lr_find
+from ember.diagnostics.conv_matrix import conv_matrix, conv_to_linear
 
-try:  # written by the conv engineer; optional until it lands
-    from ember.diagnostics.conv_matrix import conv_matrix, conv_to_linear
-except ImportError:  # pragma: no cover - depends on another file's presence
-    pass
+__all__ = [
+    "gradcheck", "GradcheckReport", "gradcheck_model", "ActivationReport", "LayerStats", "UpdateRatioTracker",
+    "activation_stats", "GradientReport", "GradStats", "gradient_flow", "ERF", "Field", "effective_receptive_field",
+    "receptive_fields", "Attribution", "integrated_gradients", "occlusion", "plot_attributions", "saliency",
+    "smoothgrad", "LossLandscape", "interpolate", "loss_surface", "random_directions", "ModelSummary", "summarize",
+    "build_report", "LRFindResult", "lr_find", "conv_matrix", "conv_to_linear",
+]
