@@ -42,7 +42,7 @@ class Adadelta(Optimizer):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 if not state:
@@ -50,10 +50,7 @@ class Adadelta(Optimizer):
                     state["square_avg"] = Tensor(xp.zeros_like(x))
                     state["acc_delta"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
-                if group["maximize"]:
-                    g = -g
-                if wd != 0:
-                    g = g + wd * x
+                g = self._update_grad(x, g, group)
                 s, u = state["square_avg"].data, state["acc_delta"].data
                 s *= rho
                 s += (1 - rho) * (g * g)

@@ -51,15 +51,12 @@ class Adagrad(Optimizer):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            lr, lr_decay, wd, eps = group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]
+            lr, lr_decay, eps = group["lr"], group["lr_decay"], group["eps"]
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 self._init_state(state, x, group)  # (a group added after construction)
                 state["step"] += 1
-                if group["maximize"]:
-                    g = -g
-                if wd != 0:
-                    g = g + wd * x
+                g = self._update_grad(x, g, group)
                 s = state["sum"].data
                 s += g * g
                 d = xp.sqrt(s)

@@ -41,7 +41,7 @@ class Adamax(Optimizer):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 if not state:
@@ -49,10 +49,7 @@ class Adamax(Optimizer):
                     state["exp_avg"] = Tensor(xp.zeros_like(x))
                     state["exp_inf"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
-                if group["maximize"]:
-                    g = -g
-                if wd != 0:
-                    g = g + wd * x
+                g = self._update_grad(x, g, group)
                 m, u = state["exp_avg"].data, state["exp_inf"].data
                 m += (1 - beta1) * (g - m)
                 u *= beta2

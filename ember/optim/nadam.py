@@ -53,7 +53,7 @@ class NAdam(Optimizer):
         loss = self._eval_closure(closure)
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            wd, psi = group["weight_decay"], group["momentum_decay"]
+            psi = group["momentum_decay"]
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
                 if not state:
@@ -63,13 +63,7 @@ class NAdam(Optimizer):
                     state["exp_avg_sq"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
                 t = state["step"]
-                if group["maximize"]:
-                    g = -g
-                if wd != 0:
-                    if group["decoupled_weight_decay"]:
-                        x *= 1 - lr * wd
-                    else:
-                        g = g + wd * x
+                g = self._update_grad(x, g, group)
                 mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
                 mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
                 mu_prod = state["mu_product"] = state["mu_product"] * mu

@@ -130,6 +130,21 @@ class Optimizer:
             item[0]._vc[0] += 1  # a graph that saved p now refuses to backward through stale values
         return list(batches.values())
 
+    @staticmethod
+    def _update_grad(x, g, group: dict[str, Any]):
+        """The gradient an update uses: negated when ``maximize``; with ``weight_decay`` the L2
+        term ``g + weight_decay * x``, or, where ``decoupled_weight_decay`` is set, the weights
+        shrink by ``lr * weight_decay`` in place instead (Loshchilov & Hutter's decoupled decay)."""
+        if group["maximize"]:
+            g = -g
+        wd = group["weight_decay"]
+        if wd != 0:
+            if group.get("decoupled_weight_decay", False):
+                x *= 1 - group["lr"] * wd
+            else:
+                g = g + wd * x
+        return g
+
     def _grads(self, group: dict[str, Any]):
         """Yield ``(p, p.data, grad array, state)`` for parameters with a gradient.
 

@@ -51,7 +51,7 @@ class RAdam(Optimizer):
         """One update of every parameter that has a gradient; returns ``closure()`` if given."""
         loss = self._eval_closure(closure)
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
             rho_inf = 2 / (1 - beta2) - 1
             for p, x, g, state in self._grads(group):
                 xp = xp_of(x)
@@ -61,13 +61,7 @@ class RAdam(Optimizer):
                     state["exp_avg_sq"] = Tensor(xp.zeros_like(x))
                 state["step"] += 1
                 t = state["step"]
-                if group["maximize"]:
-                    g = -g
-                if wd != 0:
-                    if group["decoupled_weight_decay"]:
-                        x *= 1 - lr * wd
-                    else:
-                        g = g + wd * x
+                g = self._update_grad(x, g, group)
                 m, v = state["exp_avg"].data, state["exp_avg_sq"].data
                 m += (1 - beta1) * (g - m)
                 v *= beta2
