@@ -5,7 +5,8 @@
 The checkpoint's metadata names the model and its arguments (written by ``ember
 train``); ``--model`` overrides it or, without a checkpoint, inspects a freshly
 initialized zoo model. Statistics use the first ``--batches`` x ``--batch-size``
-test images, normalized as for training.
+test images, normalized as for training; ``--no-attributions`` leaves out the
+input attributions of the first images.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="report.html", help="where to write the HTML report")
     parser.add_argument("--batches", type=int, default=4, help="batches of test images for activation statistics")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
+    parser.add_argument("--no-attributions", dest="attributions", action="store_false",
+                        help="leave out the input-attribution section (saliency, SmoothGrad, integrated "
+                             "gradients, occlusion)")
 
 
 def run(args) -> int:
@@ -65,7 +69,8 @@ def run(args) -> int:
     batches = [(Tensor(np.ascontiguousarray(x[i:i + args.batch_size])), Tensor(y[i:i + args.batch_size]))
                for i in range(0, len(x), args.batch_size)]  # labels too: the report's gradient flow uses them
     title = f"{name} on {data.name}" + (f" ({os.path.basename(args.checkpoint)})" if args.checkpoint else "")
+    off = {} if args.attributions else {"attribution_images": 0}  # else build_report's default
     build_report(model, batches, args.out, run=args.run, title=title,
-                 class_names=list(meta.get("classes", data.classes)))
+                 class_names=list(meta.get("classes", data.classes)), **off)
     print(f"wrote {args.out}")
     return 0

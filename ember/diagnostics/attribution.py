@@ -36,7 +36,8 @@ from ember.ops.reduce import softmax
 from ember.random import rng_for
 from ember.tensor import Tensor
 
-__all__ = ["Attribution", "saliency", "smoothgrad", "integrated_gradients", "occlusion", "plot_attributions"]
+__all__ = ["Attribution", "saliency", "smoothgrad", "integrated_gradients", "occlusion", "plot_attributions",
+           "draw_attributions"]
 
 
 @dataclass
@@ -398,18 +399,25 @@ def plot_attributions(model, x, path=None, methods=("saliency", "smoothgrad", "i
             raise ShapeError(f"plot_attributions: target has {len(t)} entries but x holds {x.shape[0]} images")
         target = t[:max_images] if t.ndim == 1 else target
     x = Tensor(x.data[:max_images])
-    results = [_METHODS[m](model, x, target=target) for m in methods]
-    imgs = asnumpy(x.data)
-    n, cols = len(imgs), len(methods) + 1
+    results = {m: _METHODS[m](model, x, target=target) for m in methods}
+    cls = results[methods[0]].target
+    titles = [str(class_names[int(c)]) if class_names is not None else f"class {int(c)}" for c in cls]
+    return draw_attributions(asnumpy(x.data), results, titles, path)
+
+
+def draw_attributions(images: np.ndarray, results: dict, titles: list, path=None):
+    """The grid of ``plot_attributions`` from results already computed: ``images`` (N, C, H, W),
+    ``results`` {method name: Attribution for those images} (columns in its order), ``titles`` one
+    per row. Signed maps (integrated gradients, occlusion) get diverging colours centred on 0."""
+    n, cols = len(images), len(results) + 1
     fig = _figure(2.0 * cols, 2.1 * n + 0.3)
-    for i, img in enumerate(imgs):
+    for i, img in enumerate(images):
         ax = fig.add_subplot(n, cols, i * cols + 1)
         im, cmap = _as_image(img)
         ax.imshow(im, cmap=cmap, interpolation="nearest")
-        c = int(results[0].target[i])
-        ax.set_title(str(class_names[c]) if class_names is not None else f"class {c}", fontsize=8)
+        ax.set_title(titles[i], fontsize=8)
         ax.set_axis_off()
-        for j, (name, r) in enumerate(zip(methods, results)):
+        for j, (name, r) in enumerate(results.items()):
             ax = fig.add_subplot(n, cols, i * cols + j + 2)
             m = r.map[i]
             if name in _SIGNED:

@@ -5,7 +5,8 @@ activation statistics with a verdict per layer, activation histograms, the
 correlation matrix of the most correlated layer, the gradient flow (when the data
 carries labels), first-layer filters, feature maps for one input, effective receptive
 fields, class activation maps (CAM for classifiers with global average pooling,
-Grad-CAM for other CNN classifiers) and, given a run folder, the training curves.
+Grad-CAM for other CNN classifiers), input attributions (saliency, SmoothGrad,
+integrated gradients, occlusion) for classifiers and, given a run folder, the training curves.
 Images are PNGs embedded as base64 ``data:`` URIs, so the file can be mailed around.
 """
 from __future__ import annotations
@@ -17,13 +18,18 @@ import time
 
 import numpy as np
 
+from ember.autograd import no_grad
+from ember.backend import asnumpy
 from ember.diagnostics.activations import activation_stats
+from ember.diagnostics.attribution import draw_attributions, integrated_gradients, occlusion, saliency, smoothgrad
 from ember.diagnostics.gradient_flow import gradient_flow
 from ember.diagnostics.receptive_field import effective_receptive_field
 from ember.diagnostics.summary import summarize
 from ember.diagnostics import visualize as viz
 from ember.diagnostics.trace import eval_mode
 from ember.errors import DTypeError, ShapeError
+from ember.ops.reduce import softmax
+from ember.random import Generator
 from ember.tensor import Tensor
 
 __all__ = ["build_report"]
@@ -33,6 +39,7 @@ body{font-family:system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#2
 h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:4px;margin-top:32px}
 table{border-collapse:collapse;font-size:13px}td,th{padding:2px 8px;border-bottom:1px solid #eee;text-align:left}
 th{background:#f4f4f4}td.num{text-align:right}img{max-width:100%;display:block;margin:8px 0}
+.cards{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 .ok{color:#1a7f37}.warn{color:#b35900}.bad{color:#c62828;font-weight:bold}.muted{color:#777}
 """
 
@@ -72,8 +79,94 @@ def _first_labels(data):
     return None
 
 
+_ATTRIBUTIONS = (("saliency", "saliency"), ("smoothgrad", "SmoothGrad"),
+                 ("integrated_gradients", "integrated gradients"), ("occlusion", "occlusion"))
+
+
+def _centre_share(maps: np.ndarray) -> np.ndarray:
+    """(N,) share of each map's total |value| inside the central box of half the height and half
+    the width of (N, H, W) maps; NaN for an all-zero map."""
+    a = np.abs(maps.astype(np.float64))
+    H, W = a.shape[1:]
+    box = a[:, H // 4:H - H // 4, W // 4:W - W // 4].sum(axis=(1, 2))
+    total = a.sum(axis=(1, 2))
+    return np.divide(box, total, out=np.full(len(a), np.nan), where=total > 0)
+
+
+def _attribution_section(model, x: Tensor, class_names=None, n_samples: int = 16, steps: int = 32) -> list:
+    """Input attributions of the predicted class for the images x (N, C, H, W): a picture, what each
+    method does, and a table per image. Cost: N * (1 + n_samples + steps) forward-backward passes
+    plus N * 49 forwards (occlusion on a 7 x 7 grid of windows), in batches of 64 rows."""
+    parts = ["<h2>What the network looks at: input attributions</h2>"]
+    if x.ndim != 4:
+        return parts + [f'<p class="muted">Skipped: the inputs are {tuple(x.shape[1:])} per sample, not images '
+                        f'(C, H, W).</p>']
+    with eval_mode(model), no_grad():
+        out = model(x)
+    if not (isinstance(out, Tensor) and out.ndim == 2 and out.shape[1] >= 2):
+        got = tuple(out.shape[1:]) if isinstance(out, Tensor) else type(out).__name__
+        kind = " (a segmentation model: one score per pixel and class)" if getattr(out, "ndim", 0) == 4 else ""
+        return parts + [f'<p class="muted">Skipped: these methods explain one class score per image, so they '
+                        f'need a classifier, (N, C, H, W) -&gt; (N, classes >= 2); this model returns {got} per '
+                        f'image{kind}.</p>']
+    logits = asnumpy(out.data).astype(np.float64)
+    probs = asnumpy(softmax(out, dim=1).data)
+    cls = logits.argmax(axis=1)
+    H, W = x.shape[2:]
+    win, stride = (max(H // 4, 1), max(W // 4, 1)), (max(H // 8, 1), max(W // 8, 1))
+    res = {"saliency": saliency(model, x, cls),
+           "smoothgrad": smoothgrad(model, x, cls, n_samples=n_samples, generator=Generator(0)),
+           "integrated_gradients": integrated_gradients(model, x, cls, steps=steps),
+           "occlusion": occlusion(model, x, cls, window=win, stride=stride)}
+    names = [str(class_names[c]) if class_names is not None and c < len(class_names) else f"class {c}" for c in cls]
+    ig = res["integrated_gradients"]
+    delta = ig.score - ig.baseline_score
+    rel = np.divide(ig.gap, np.abs(delta), out=np.full(len(cls), np.nan), where=delta != 0)
+    centre = {key: _centre_share(res[key].map) for key, _ in _ATTRIBUTIONS}
+    uniform = (H - 2 * (H // 4)) * (W - 2 * (W // 4)) / (H * W)
+    pct = lambda v: "-" if np.isnan(v) else f"{100 * v:.0f}%"  # noqa: E731
+    parts += [
+        f"<p>Which input pixels the score of the predicted class depends on, for the first {len(cls)} images "
+        "(those of the class activation maps), by four methods that ask the question differently. The network "
+        "runs in eval mode; the colour scale is per map (hot: magnitude; red / blue: raises / lowers the "
+        "score).</p><ul>",
+        "<li><b>Saliency</b> (Simonyan, Vedaldi &amp; Zisserman 2014, <i>Deep Inside Convolutional Networks</i>): "
+        "the gradient of the class's logit with respect to the input, largest |value| over the channels: the "
+        "pixels whose small change would move the score fastest. One backward pass; noisy, and local: it says "
+        "how sensitive the score is to a pixel, not how much that pixel contributes.</li>",
+        f"<li><b>SmoothGrad</b> (Smilkov, Thorat, Kim, Vi&eacute;gas &amp; Wattenberg 2017): the same gradient "
+        f"averaged over {n_samples} copies of the image with Gaussian noise (standard deviation 15% of the "
+        "image's range), which averages away much of the gradient's pixel-to-pixel noise.</li>",
+        f"<li><b>Integrated gradients</b> (Sundararajan, Taly &amp; Yan 2017, <i>Axiomatic Attribution for Deep "
+        f"Networks</i>): (x - b) times the gradient averaged along the straight path from the baseline b = 0 "
+        f"(the training mean for normalized data) to the image x ({steps}-point trapezoid rule), summed over "
+        "the channels. The attributions add up to F(x) - F(b), the logit's change from baseline to image "
+        "(completeness); the table's gap says how far this quadrature is from it (more steps shrink it).</li>",
+        f"<li><b>Occlusion</b> (Zeiler &amp; Fergus 2014, <i>Visualizing and Understanding Convolutional "
+        f"Networks</i>): the drop in the class's softmax probability when a {win[0]}x{win[1]} window (stride "
+        f"{stride[0]}) of the image is set to 0, averaged over the windows covering each pixel: red regions "
+        "matter for the prediction. Forward passes only, so it also works where gradients mislead.</li></ul>",
+        "<p>On an untrained network these maps are mostly noise; and some maps change little when the weights "
+        "are randomized (Adebayo et al. 2018, <i>Sanity Checks for Saliency Maps</i>), so trust what several "
+        "methods agree on. <i>Centre</i>: the share of a map's total |value| inside the central box "
+        f"of half the height and half the width ({100 * uniform:.0f}% of the pixels, so {100 * uniform:.0f}% "
+        "for a map that ignores position).</p>",
+        _img(draw_attributions(asnumpy(x.data), {key: res[key] for key, _ in _ATTRIBUTIONS},
+                               [f"{nm} (p={probs[i, c]:.2f})" for i, (nm, c) in enumerate(zip(names, cls))]),
+             "input attributions"),
+        '<div class="cards">']
+    for i, c in enumerate(cls):
+        rows = [(f"image {i + 1}", ""), ("predicted class", names[i]), ("probability", f"{probs[i, c]:.3f}"),
+                ("logit F(x)", f"{logits[i, c]:.3g}"), ("IG: F(x) - F(0)", f"{delta[i]:.3g}"),
+                ("IG: completeness gap", f"{ig.gap[i]:.2g} ({'-' if np.isnan(rel[i]) else f'{100 * rel[i]:.2g}%'})")]
+        rows += [(f"centre: {label}", pct(centre[key][i])) for key, label in _ATTRIBUTIONS]
+        parts.append(_table(rows, numeric={1}))
+    return parts + ["</div>"]
+
+
 def build_report(model, data, out=None, *, run=None, title: str = "ember model report",
-                 max_batches: int | None = None, class_names=None, erf_layers: int = 3) -> str:
+                 max_batches: int | None = None, class_names=None, erf_layers: int = 3,
+                 attribution_images: int = 3) -> str:
     """Render the report; write it to ``out`` if given; return the HTML text.
 
     Args:
@@ -81,7 +174,14 @@ def build_report(model, data, out=None, *, run=None, title: str = "ember model r
         data: a Tensor batch (N, C, H, W), an (x, y) pair, or a loader of batches; its
             first batch is used for pictures, up to ``max_batches`` for statistics.
         run: a training run folder with a metrics ``.jsonl`` file (optional).
+        class_names: names of the classes, for the titles of class activation maps and attributions.
+        erf_layers: how many layers' effective receptive fields to draw.
+        attribution_images: how many of the first images get input attributions (0 leaves
+            the section out).
     """
+    if isinstance(attribution_images, bool) or not isinstance(attribution_images, (int, np.integer)) \
+            or attribution_images < 0:
+        raise ValueError(f"build_report: attribution_images must be an int >= 0, got {attribution_images!r}")
     t0 = time.time()
     x = _first_batch(data)
     parts = [f"<h1>{html.escape(title)}</h1>",
@@ -151,6 +251,8 @@ def build_report(model, data, out=None, *, run=None, title: str = "ember model r
         parts += ["<h2>Class activation maps</h2>", _img(fig, "class activation maps")]
     except ShapeError:
         pass
+    if attribution_images > 0:
+        parts += _attribution_section(model, x[:attribution_images], class_names)
     if run is not None:
         parts += ["<h2>Training curves</h2>", _img(viz.plot_training_curves(run), "training curves")]
     parts.append(f'<p class="muted">built in {time.time() - t0:.1f} s by ember.diagnostics</p>')

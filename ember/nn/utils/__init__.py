@@ -1,4 +1,6 @@
-"""Gradient clipping and flattening parameters into one vector (``torch.nn.utils`` names).
+"""``ember.nn.utils``, as ``torch.nn.utils``: gradient clipping and flattening parameters into one
+vector (here), weight and spectral normalization as forward pre-hooks (norm_hooks.py), and the
+parametrizations API (parametrize.py, parametrizations.py).
 
 Clipping works on raw gradient arrays in place, after ``backward()`` and before
 ``optimizer.step()``::
@@ -15,9 +17,12 @@ import numpy as np
 
 from ember.backend import check_same_device, xp_of
 from ember.errors import ShapeError
+from ember.nn.utils import parametrizations, parametrize  # noqa: F401  (nn.utils.parametrizations.weight_norm, ...)
+from ember.nn.utils.norm_hooks import remove_spectral_norm, remove_weight_norm, spectral_norm, weight_norm
 from ember.tensor import Tensor
 
-__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters"]
+__all__ = ["clip_grad_norm_", "clip_grad_value_", "parameters_to_vector", "vector_to_parameters",
+           "weight_norm", "remove_weight_norm", "spectral_norm", "remove_spectral_norm"]
 
 
 def _as_list(parameters) -> list[Tensor]:
