@@ -9,7 +9,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "course.md"
 
 def test_course_blocks_run_in_order(tmp_path, monkeypatch):
     blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
-    assert len(blocks) >= 10
+    assert len(blocks) >= 25
     monkeypatch.chdir(tmp_path)
     os.environ.setdefault("MPLBACKEND", "Agg")
     namespace = {"__name__": "__course__"}
