@@ -134,9 +134,17 @@ def eye(n: int, m: int | None = None, dtype=None, device=None, requires_grad=Fal
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    """Uniform samples in [0, 1)."""
+    """Uniform samples in [0, 1), drawn in float64 (one stream for every dtype) and rounded to ``dtype``.
+
+    A draw within half an ulp of 1 would round up to 1.0 in float32/float16: it becomes the largest
+    value below 1 instead, so the interval stays half-open.
+    """
     g = get_generator(generator)
-    return _place(g.np.random(_shape(size), dtype=np.float64).astype(dtype or float32), device, requires_grad)
+    dt = np.dtype(dtype or float32)
+    a = g.np.random(_shape(size), dtype=np.float64).astype(dt)
+    if dt.kind == "f" and dt.itemsize < 8:
+        np.minimum(a, np.nextafter(dt.type(1), dt.type(0)), out=a)
+    return _place(a, device, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:

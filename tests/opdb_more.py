@@ -150,4 +150,56 @@ OPS: list = [
     _pad_row("CircularPad3d", lambda m: m.CircularPad3d(1), _images((1, 2, 2, 3, 2))),
 ]
 
+# ---- embedding and bilinear (ember/ops/embedding.py, ember/ops/linalg.py) ---------------------------
+# The indices are integer inputs (constant tensors); the weight gets the gradient. A picked padding_idx row and
+# scale_grad_by_freq change the gradient on purpose (finite differences disagree, in PyTorch too), so they are
+# checked against torch in tests/test_embedding.py. max_norm rescales the weight in place (not a pure
+# function, so no gradcheck): forward only, on rows with norms above and below it.
+def _emb_samples(rng):
+    w = rng.standard_normal((7, 3))
+    idx = rng.integers(0, 7, (3, 4))
+    idx[0, :3] = 2  # a row picked several times
+    return [
+        Sample((rng.integers(0, 7, 5), w), name="1d"),
+        Sample((idx, w), name="repeats"),
+        Sample((rng.integers(0, 7, (2, 3, 2)), w), name="3d"),
+        Sample((idx[idx != 5], w), {"padding_idx": -2}, name="padding_unpicked"),
+        Sample((np.asarray(4), w), name="0d"),
+        Sample((np.zeros((0, 2), dtype=np.int64), w), name="empty"),
+        Sample((idx.astype(np.int32), w), name="int32"),
+        Sample((idx, non_contiguous(w)), name="noncontig"),
+    ]
+
+
+def _emb_max_norm_samples(rng):
+    w = rng.standard_normal((6, 4)) * np.array([[0.2], [3.0], [0.3], [2.0], [4.0], [0.1]])
+    idx = np.array([[0, 1, 1], [3, 5, 1]])
+    return [
+        Sample((idx, w), {"max_norm": 1.0}),
+        Sample((idx, w), {"max_norm": 1.5, "norm_type": 1.0}, name="l1"),
+        Sample((idx, w), {"max_norm": 0.8, "norm_type": float("inf")}, name="linf"),
+        Sample((idx, w), {"max_norm": 1.0, "norm_type": 3.0}, name="l3"),
+    ]
+
+
+def _bilinear_samples(rng):
+    r = rng.standard_normal
+    w = r((5, 3, 4))
+    return [
+        Sample((r((2, 3)), r((2, 4)), w, r(5))),
+        Sample((r((2, 3)), r((2, 4)), w), name="no_bias"),
+        Sample((r((2, 3, 3)), r((2, 3, 4)), w, r(5)), name="3d"),
+        Sample((r(3), r(4), w, r(5)), name="1d"),
+        Sample((r((1, 1)), r((1, 2)), r((1, 1, 2)), r(1)), name="tiny"),
+        Sample((np.zeros((0, 3)), np.zeros((0, 4)), w, r(5)), name="empty"),
+        Sample((non_contiguous(r((4, 3))), non_contiguous(r((4, 4))), w, r(5)), name="noncontig"),
+    ]
+
+
+OPS += [
+    _row("embedding", F.embedding, TF.embedding, _emb_samples),
+    _row("embedding_max_norm", F.embedding, TF.embedding, _emb_max_norm_samples, grad=False),
+    _row("bilinear", F.bilinear, TF.bilinear, _bilinear_samples),
+]
+
 assert torch is not None  # the oracle; imported here so a missing torch fails loudly

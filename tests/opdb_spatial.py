@@ -243,3 +243,60 @@ add_row("pixel_shuffle", fn, _kw_samples([("r2", (2, 8, 3, 5), dict(upscale_fact
                                           ("unbatched_r3", (9, 2, 2), dict(upscale_factor=3))]), torch_fn=tfn)
 fn, tfn = _same(F.pixel_unshuffle, TF.pixel_unshuffle)
 add_row("pixel_unshuffle", fn, _kw_samples([("r2", (2, 2, 6, 4), dict(downscale_factor=2))]), torch_fn=tfn)
+
+
+# ---- more pooling: the 1-D adaptive/Lp/unpooling pools and fractional max pooling --------------------------
+_ADAPT_1D = [("global", (2, 3, 7), dict(output_size=1)), ("divides", (1, 2, 12), dict(output_size=4)),
+             ("uneven", (2, 2, 11), dict(output_size=4)), ("grow", (1, 2, 4), dict(output_size=7)),
+             ("unbatched", (3, 10), dict(output_size=(3,)))]
+fn, tfn = _same(F.adaptive_avg_pool1d, TF.adaptive_avg_pool1d)
+add_row("adaptive_avg_pool1d", fn, _kw_samples(_ADAPT_1D), torch_fn=tfn)
+fn, tfn = _same(F.adaptive_max_pool1d, TF.adaptive_max_pool1d, return_indices=True)
+add_row("adaptive_max_pool1d", fn, _kw_samples(_ADAPT_1D), torch_fn=tfn)
+
+
+def _pos_samples_1d(rng):
+    return [Sample((rng.uniform(0.5, 2.0, (2, 3, 11)),), dict(kernel_size=3, stride=2), name="k3s2"),
+            Sample((rng.uniform(0.5, 2.0, (2, 9)),), dict(kernel_size=2, ceil_mode=True), name="unbatched_ceil")]
+
+
+add_row("lp_pool1d", lambda x, **kw: F.lp_pool1d(x, 2, **kw), _pos_samples_1d,
+        torch_fn=lambda x, **kw: TF.lp_pool1d(x, 2, **kw))
+add_row("lp_pool1d_inf", lambda x, **kw: F.lp_pool1d(x, float("inf"), **kw),
+        _kw_samples([("k3s2", (2, 3, 11), dict(kernel_size=3, stride=2))]),
+        torch_fn=lambda x, **kw: TF.lp_pool1d(x, float("inf"), **kw))
+
+
+def _unpool1d_samples(rng):
+    out = []
+    for name, shape, kw, size in [("k2", (2, 3, 8), dict(kernel_size=2), None),
+                                  ("k3s3_size", (1, 2, 10), dict(kernel_size=3, stride=3), (11,)),
+                                  ("unbatched", (2, 9), dict(kernel_size=3), None)]:
+        x = torch.from_numpy(_n(rng, *shape))  # disjoint windows (see _unpool_samples)
+        y, idx = TF.max_pool1d(x, return_indices=True, **kw)
+        out.append(Sample((y.numpy(), idx.numpy()), dict(kw, output_size=size), name=name))
+    return out
+
+
+add_row("max_unpool1d", lambda x, i, **kw: F.max_unpool1d(x, i, **kw), _unpool1d_samples,
+        torch_fn=lambda x, i, **kw: TF.max_unpool1d(x, i, **kw))
+
+
+def _fractional_samples(rng):
+    """Input and (N, C, 2) samples in [0, 1); the samples are a no-grad input so they follow the
+    input's dtype (PyTorch requires that, and computes the windows in it)."""
+    out = []
+    for name, shape, kw in [("k2", (2, 3, 11, 9), dict(kernel_size=2, output_size=(7, 5))),
+                            ("k3_overlap", (1, 2, 13, 12), dict(kernel_size=3, output_size=(8, 9))),
+                            ("ratio", (2, 2, 10, 9), dict(kernel_size=(2, 3), output_ratio=(0.6, 0.5))),
+                            ("unbatched", (2, 9, 8), dict(kernel_size=2, output_size=(5, 6)))]:
+        n = 1 if len(shape) == 3 else shape[0]
+        out.append(Sample((_n(rng, *shape), rng.uniform(0.05, 0.95, (n, shape[-3], 2))), kw, no_grad=(1,),
+                          name=name))
+    return out
+
+
+add_row("fractional_max_pool2d", lambda x, u, **kw: F.fractional_max_pool2d(x, return_indices=True,
+                                                                            _random_samples=u, **kw),
+        _fractional_samples,
+        torch_fn=lambda x, u, **kw: TF.fractional_max_pool2d(x, return_indices=True, _random_samples=u, **kw))

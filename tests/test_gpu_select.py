@@ -84,3 +84,17 @@ def test_rrelu_draws_its_slopes_on_the_gpu_and_backpropagates_them():
     np.testing.assert_allclose(g, np.where(neg, slope, 1.0), rtol=1e-12)  # the gradient is the drawn slope
     again = F.rrelu(ember.Tensor(dev(a)), 0.1, 0.3, training=True, generator=ember.Generator(4))
     np.testing.assert_array_equal(asnumpy(again.data), asnumpy(y.data))
+
+
+def test_max_pool_nan_windows_credit_the_last_nan_on_the_gpu():
+    a = RNG.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    a[RNG.random(a.shape) < 0.15] = np.nan
+    out = {}
+    for device, to in (("cpu", np.asarray), ("cuda", dev)):
+        with on(device):
+            x = ember.Tensor(to(a), requires_grad=True)
+            y, idx = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+            y.sum().backward()
+            out[device] = [asnumpy(t.data) for t in (y, idx, x.grad)]
+    for c, g in zip(out["cpu"], out["cuda"]):
+        np.testing.assert_array_equal(g, c)

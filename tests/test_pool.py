@@ -144,6 +144,22 @@ def test_max_pool_nan_window_still_passes_its_gradient_to_one_element(kw):
     np.testing.assert_array_equal(x.grad.data, xt.grad.numpy())
 
 
+def test_max_pool_window_with_several_nans_credits_the_last_as_pytorch():
+    """Regression: ember credited a window's first NaN; PyTorch's CPU kernel takes every NaN it meets, so
+    the last one gets the index and the gradient (found by the fractional-pooling work)."""
+    a = np.array([[0, 0, 0, 0], [0, 0, 0, 0], [1, np.nan, 2, np.nan], [np.nan, 0, 0, 0]], np.float32)[None, None]
+    a = np.concatenate([a, a[..., ::-1].copy()], 1)
+    for kw in (dict(kernel_size=(2, 4)), dict(kernel_size=3, stride=1, padding=1), dict(kernel_size=2)):
+        x = ember.Tensor(a, requires_grad=True)
+        y, idx = F.max_pool2d(x, return_indices=True, **kw)
+        y.sum().backward()
+        xt = torch.from_numpy(a).requires_grad_()
+        yt, it = torch.nn.functional.max_pool2d(xt, return_indices=True, **kw)
+        yt.sum().backward()
+        np.testing.assert_array_equal(idx.data, it.numpy())
+        np.testing.assert_array_equal(x.grad.data, xt.grad.numpy())
+
+
 def test_max_pool_is_stable_to_one_pixel_shift():
     """A feature that moves by one pixel inside a pooling window leaves the pooled map unchanged."""
     img = np.zeros((1, 1, 8, 8), dtype=np.float32)

@@ -211,6 +211,17 @@ def test_random_values_and_dtypes():
         ember.randint(5, 5, (2,))
 
 
+def test_rand_stays_below_one_after_rounding():
+    """Regression: rand drew float64 and rounded, so a draw within half an ulp of 1 became 1.0 (in
+    float16 about 1 in 4,000 draws; in float32 1 in 2**25)."""
+    g = ember.Generator(0)
+    h = ember.rand(200000, generator=g, dtype=ember.float16).numpy()
+    assert h.max() < 1 and (h == np.nextafter(np.float16(1), np.float16(0))).sum() > 10
+    f = ember.rand(1000, generator=ember.Generator(3)).numpy()  # the stream itself is unchanged
+    ref = np.random.Generator(np.random.PCG64(3)).random(1000).astype(np.float32)
+    np.testing.assert_array_equal(f, ref)
+
+
 def test_generator_state_round_trip_and_type_check():
     g = ember.Generator(1)
     state = g.get_state()

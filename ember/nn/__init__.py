@@ -10,4 +10,5 @@ from ember.nn.norm import *  # noqa: F401,F403
 from ember.nn.dropout import *  # noqa: F401,F403
 from ember.nn.upsample import *  # noqa: F401,F403
 from ember.nn.padding import *  # noqa: F401,F403
+from ember.nn.embedding import *  # noqa: F401,F403
 from ember.nn import utils  # noqa: F401

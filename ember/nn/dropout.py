@@ -1,11 +1,11 @@
-"""Dropout layers: inverted dropout in training, identity in eval (math in ember.ops.dropout)."""
+"""Dropout layers: inverted dropout and alpha dropout in training, identity in eval (math in ember.ops.dropout)."""
 from __future__ import annotations
 
 from ember.nn.module import Module
 from ember.ops import dropout as D
 from ember.tensor import Tensor
 
-__all__ = ["Dropout", "Dropout1d", "Dropout2d"]
+__all__ = ["Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "FeatureAlphaDropout"]
 
 
 class _DropoutNd(Module):
@@ -42,3 +42,18 @@ class Dropout2d(_DropoutNd):
 
     def forward(self, x: Tensor) -> Tensor:
         return D.dropout2d(x, self.p, self.training, generator=self.generator)
+
+
+class AlphaDropout(_DropoutNd):
+    """Alpha dropout for SELU networks (Klambauer et al., 2017) while training: dropped elements
+    become SELU's saturation value, then an affine correction keeps mean 0 and variance 1."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return D.alpha_dropout(x, self.p, self.training, generator=self.generator)
+
+
+class FeatureAlphaDropout(_DropoutNd):
+    """Alpha dropout of whole channels of (N, C, *) while training (one draw per sample and channel)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return D.feature_alpha_dropout(x, self.p, self.training, generator=self.generator)

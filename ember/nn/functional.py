@@ -4,7 +4,7 @@ Nothing is defined here; each name is imported from the ember.ops module that
 implements it, so "go to definition" lands on the op and its backward.
 """
 from ember.ops.activation import relu, sigmoid, tanh  # noqa: F401
-from ember.ops.linalg import linear  # noqa: F401
+from ember.ops.linalg import bilinear, linear  # noqa: F401
 from ember.ops.reduce import log_softmax, softmax  # noqa: F401
 from ember.ops.shape import pad  # noqa: F401
 from ember.ops.select import one_hot  # noqa: F401
@@ -18,3 +18,5 @@ from ember.ops.upsample import *  # noqa: F401,F403
 from ember.ops.distance import *  # noqa: F401,F403
 from ember.ops.margin import *  # noqa: F401,F403
 from ember.ops.activation_more import *  # noqa: F401,F403
+from ember.ops.embedding import *  # noqa: F401,F403
+from ember.ops.pool_fractional import *  # noqa: F401,F403

@@ -1,15 +1,17 @@
-"""Linear (fully connected) layer and the shape-only layers Identity, Flatten and Unflatten."""
+"""Linear and Bilinear (fully connected) layers and the shape-only layers Identity, Flatten and Unflatten."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ember.nn import init
 from ember.nn.module import Module, Parameter
-from ember.ops.linalg import linear
+from ember.ops.linalg import bilinear, linear
 from ember.ops.shape import flatten, unflatten
 from ember.tensor import Tensor
 
-__all__ = ["Linear", "Identity", "Flatten", "Unflatten"]
+__all__ = ["Linear", "Bilinear", "Identity", "Flatten", "Unflatten"]
 
 
 class Linear(Module):
@@ -44,6 +46,47 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Bilinear(Module):
+    """y = x1^T weight[o] x2 + bias[o]: (*, in1_features), (*, in2_features) -> (*, out_features).
+
+    ``weight`` is (out_features, in1_features, in2_features) and ``bias`` (out_features,), both
+    drawn from U(-1/sqrt(in1_features), 1/sqrt(in1_features)) as in PyTorch, whose state dict
+    keys (weight, bias) this layer shares.
+    """
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True, device=None,
+                 dtype=None, generator=None):
+        super().__init__()
+        if in1_features <= 0:
+            raise ValueError(f"Bilinear: in1_features must be > 0, but got (in1_features={in1_features})")
+        if in2_features < 0 or out_features < 0:
+            raise ValueError(f"Bilinear: features must be non-negative, got in2={in2_features}, out={out_features}")
+        self.in1_features, self.in2_features = int(in1_features), int(in2_features)
+        self.out_features = int(out_features)
+        dtype = np.dtype(dtype or np.float32)
+        self.weight = Parameter(np.empty((out_features, in1_features, in2_features), dtype=dtype))
+        if bias:
+            self.bias = Parameter(np.empty((out_features,), dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters(generator=generator)
+        if device is not None:
+            self.to(device)
+
+    def reset_parameters(self, generator=None) -> None:
+        bound = 1 / math.sqrt(self.in1_features)
+        init.uniform_(self.weight, -bound, bound, generator=generator)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound, generator=generator)
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return bilinear(x1, x2, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
 
 
 class Identity(Module):

@@ -120,8 +120,9 @@ def _maxpool_fwd():
                 const int w = ow * SW - PW + kw * DW;
                 if (w < 0 || w >= W) continue;
                 const T v = x[base + h * W + w];
-                // strict '>' keeps the FIRST maximum in row-major order; NaN wins, as in maximum()
-                if (where < 0 || v > best || (v != v && best == best)) {
+                // strict '>' keeps the FIRST maximum in row-major order; every NaN wins, so a
+                // window's LAST NaN is reported (PyTorch's CPU rule, and the CPU path's)
+                if (where < 0 || v > best || v != v) {
                     best = v;
                     where = h * W + w;
                 }

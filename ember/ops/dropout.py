@@ -1,12 +1,20 @@
-"""Dropout (Srivastava et al., 2014) in its inverted form, and dropout2d (whole channels).
+"""Dropout (Srivastava et al., 2014) in its inverted form, dropout1d/2d (whole channels), and the
+alpha dropouts of self-normalizing networks (Klambauer et al., 2017).
 
 In training each element (or, for dropout2d, each whole channel plane) is kept with
 probability 1 - p and scaled by 1 / (1 - p), so the expected activation is unchanged
 and evaluation needs no rescaling: outside training both are the identity. The mask
 is drawn from ``generator`` (an ``ember.Generator``; the default one otherwise) on the
 input's device, and backward multiplies by the same scaled mask.
+
+Alpha dropout keeps a SELU network's activations at mean 0 and variance 1 instead: a
+dropped unit is set to SELU's negative saturation value alpha' = -lambda * alpha (not 0),
+and then the affine map a * x + b, with a = ((1 - p)(1 + p alpha'^2))^(-1/2) and
+b = -a p alpha', restores mean 0 and variance 1 for inputs of mean 0 and variance 1.
 """
 from __future__ import annotations
+
+import math
 
 from ember.autograd import Function
 from ember.backend import xp_of
@@ -14,7 +22,7 @@ from ember.errors import ShapeError
 from ember.random import rng_for
 from ember.tensor import Tensor
 
-__all__ = ["dropout", "dropout1d", "dropout2d"]
+__all__ = ["dropout", "dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout"]
 
 
 class Dropout(Function):
@@ -28,12 +36,13 @@ class Dropout(Function):
         return gy * self.mask
 
 
-def _mask(x, shape: tuple, p: float, generator):
+def _mask(x, shape: tuple, p: float, generator, scale: float | None = None):
+    """Keep (probability 1 - p) times ``scale`` (default 1 / (1 - p)), else 0, drawn in ``shape``."""
     if p == 1.0:  # everything dropped; avoid 0 * (1 / 0)
         return xp_of(x).zeros(shape, dtype=x.dtype)
     rng = rng_for(generator, x)
     keep = rng.random(shape, dtype=x.dtype) >= x.dtype.type(p)
-    return keep * x.dtype.type(1.0 / (1.0 - p))
+    return keep * x.dtype.type(1.0 / (1.0 - p) if scale is None else scale)
 
 
 def _check(op: str, x: Tensor, p) -> float:
@@ -83,3 +92,51 @@ def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
               generator=None) -> Tensor:
     """Zero whole channels of (N, C, L) or (C, L) with probability ``p``."""
     return _channel_dropout("dropout1d", input, p, training, 1, generator)
+
+
+# ---- alpha dropout ---------------------------------------------------------------------------
+LAMBDA_ALPHA = 1.7580993408473766  # SELU's lambda * alpha: a dropped unit becomes alpha' = -LAMBDA_ALPHA
+
+
+class AlphaDropout(Function):
+    """y = a * (x if kept else alpha') + b with b = -a p alpha'. Written with mask = a * keep (0
+    where dropped) this is y = (x - alpha') * mask + a alpha' (1 - p): one multiply-add, and
+    backward multiplies by the mask."""
+
+    def forward(self, x, mask, shift):
+        self.mask = mask
+        return (x + x.dtype.type(LAMBDA_ALPHA)) * mask - x.dtype.type(shift)
+
+    def backward(self, gy):
+        return gy * self.mask
+
+
+def _alpha_apply(op: str, x: Tensor, p, training: bool, feature: bool, generator) -> Tensor:
+    p = _check(op, x, p)
+    if not training or p == 0.0 or x.numel() == 0:
+        return x
+    if feature and x.ndim < 2:
+        raise ShapeError(f"{op}: feature dropout needs an input of at least 2 dims (N, C, *), got shape {x.shape}")
+    shape = x.shape[:2] + (1,) * (x.ndim - 2) if feature else x.shape
+    if p == 1.0:  # as PyTorch: all zeros (a would be infinite)
+        return Dropout.apply(x, mask=_mask(x.data, shape, p, generator))
+    a = 1.0 / math.sqrt((1.0 - p) * (1.0 + p * LAMBDA_ALPHA ** 2))
+    mask = _mask(x.data, shape, p, generator, scale=a)
+    return AlphaDropout.apply(x, mask=mask, shift=LAMBDA_ALPHA * a * (1.0 - p))
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False, *,
+                  generator=None) -> Tensor:
+    """Alpha dropout (Klambauer et al., 2017, "Self-Normalizing Neural Networks") for SELU networks:
+    each element is set with probability ``p`` to SELU's saturation value -1.7581, and the result
+    is scaled and shifted so that an input of mean 0 and variance 1 keeps them. Identity outside
+    training (note PyTorch's default ``training=False`` here). Any shape.
+    """
+    return _alpha_apply("alpha_dropout", input, p, training, False, generator)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False, *,
+                          generator=None) -> Tensor:
+    """Alpha dropout of whole channels: one draw per (N, C) entry of an (N, C, *) input, shared by
+    all its positions (as PyTorch, the first two dims are always N and C)."""
+    return _alpha_apply("feature_alpha_dropout", input, p, training, True, generator)

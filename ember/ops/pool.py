@@ -120,19 +120,27 @@ def _first_max_hits(values, y, win: _Windows) -> list:
 
     Walking the offsets in order with a mask of windows still unclaimed costs a comparison and
     two boolean passes per offset (5x faster than masked copies of offsets into an index array).
-    A window holding a NaN has a NaN maximum, which equals nothing: its first NaN is the hit
-    (PyTorch also credits the NaN).
+    A window holding a NaN has a NaN maximum, which equals nothing: its *last* NaN is the hit,
+    as in PyTorch's CPU kernel (which takes every NaN it meets), found by a walk in reverse order.
     """
     xp = xp_of(y)
-    has_nan = bool(xp.isnan(y).any())
-    open_ = xp.ones(y.shape, dtype=bool)  # windows whose maximum is not yet found
+    nan = xp.isnan(y)
+    has_nan = bool(nan.any())
+    nan_hits = {}
+    if has_nan:  # rare: the NaN windows' last NaN, walking the offsets backwards
+        open_nan = nan.copy()
+        for o, _, _ in reversed(list(win.offsets())):
+            hit = xp.isnan(values[o]) & open_nan
+            open_nan ^= hit
+            nan_hits[o] = hit
+    open_ = ~nan if has_nan else xp.ones(y.shape, dtype=bool)  # windows whose maximum is not yet found
     hits = []
     for o, rows, cols in win.offsets():
         hit = xp.equal(values[o], y)
-        if has_nan:
-            hit |= xp.isnan(values[o])
         hit &= open_
         open_ ^= hit  # hit lies inside open_, so this clears exactly the hits
+        if has_nan:
+            hit |= nan_hits[o]
         hits.append((o, rows, cols, hit))
     return hits
 
