@@ -337,3 +337,54 @@ def test_cross_entropy_gpu_route_names_a_bad_label():
         F.cross_entropy(x, ember.Tensor(_dev(np.array([0, 1, 7, -1]))))
     all_ignored = F.cross_entropy(x, ember.Tensor(_dev(np.array([-100] * 4))))  # 0 / 0, as in PyTorch
     assert np.isnan(float(asnumpy(all_ignored.data)))
+
+
+# ---- every optimizer, GPU vs CPU (the fused multi-tensor kernels, and the generic xp code) ----------
+def _run_optimizer(make, steps: int, device: str):
+    """Parameters after ``steps`` updates with fixed gradients, as float64 NumPy arrays."""
+    rng = np.random.default_rng(3)
+    with on(device):
+        params = [ember.tensor(rng.standard_normal(s), requires_grad=True) for s in ((5, 4), (7,))]
+        grads = [[rng.standard_normal(p.shape) for p in params] for _ in range(steps)]
+        params = [ember.tensor(p.data, device=device, requires_grad=True) for p in params]
+        opt = make(params)
+        for gs in grads:
+            for p, g in zip(params, gs):
+                p.grad = ember.tensor(g, device=device)
+            opt.step()
+        return [asnumpy(p.data) for p in params]
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: ember.optim.SGD(ps, lr=0.1),
+    lambda ps: ember.optim.SGD(ps, lr=0.1, weight_decay=0.01, maximize=True),
+    lambda ps: ember.optim.SGD(ps, lr=0.1, momentum=0.9),
+    lambda ps: ember.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.3, weight_decay=1e-3),
+    lambda ps: ember.optim.SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    lambda ps: ember.optim.Adam(ps, lr=0.01),
+    lambda ps: ember.optim.Adam(ps, lr=0.01, weight_decay=0.1, maximize=True),
+    lambda ps: ember.optim.Adam(ps, lr=0.01, amsgrad=True),  # the generic path on the GPU
+    lambda ps: ember.optim.AdamW(ps, lr=0.01, weight_decay=0.1),
+    lambda ps: ember.optim.RMSprop(ps, lr=0.01, weight_decay=0.01),
+    lambda ps: ember.optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True),
+    lambda ps: ember.optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.01),  # the generic path on the GPU
+], ids=["sgd", "sgd-wd-max", "momentum", "momentum-damp", "nesterov", "adam", "adam-l2-max", "amsgrad", "adamw",
+        "rmsprop", "rmsprop-centered", "adagrad"])
+def test_fused_optimizer_steps_match_cpu(make):
+    cpu = _run_optimizer(make, 4, "cpu")
+    gpu = _run_optimizer(make, 4, "cuda")
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: ember.optim.Adadelta(ps, lr=0.5, weight_decay=0.01, maximize=True),
+    lambda ps: ember.optim.Adamax(ps, lr=0.01, weight_decay=0.01),
+    lambda ps: ember.optim.NAdam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    lambda ps: ember.optim.RAdam(ps, lr=0.01, weight_decay=0.1),  # 8 steps: rectified from step 6
+], ids=["adadelta", "adamax", "nadam", "radam"])
+def test_generic_optimizer_steps_match_cpu(make):
+    cpu = _run_optimizer(make, 8, "cpu")
+    gpu = _run_optimizer(make, 8, "cuda")
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12)
