@@ -11,16 +11,9 @@ from ember import nn
 from ember.nn.utils.norm_hooks import random_unit
 from ember.nn.utils import parametrizations as P
 from ember.nn.utils import parametrize
+from tests.test_norm_utils import LAYERS, TOL  # the same layers and tolerances as the hook API's tests
 
 TP, TPZ = torch.nn.utils.parametrizations, torch.nn.utils.parametrize
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-5, atol=2e-6)}
-LAYERS = {
-    "linear": (lambda dt: nn.Linear(5, 4, dtype=dt), lambda: torch.nn.Linear(5, 4), (6, 5)),
-    "conv2d": (lambda dt: nn.Conv2d(3, 4, 3, padding=1, dtype=dt), lambda: torch.nn.Conv2d(3, 4, 3, padding=1),
-               (2, 3, 5, 5)),
-    "convtranspose2d": (lambda dt: nn.ConvTranspose2d(3, 2, 3, stride=2, dtype=dt),
-                        lambda: torch.nn.ConvTranspose2d(3, 2, 3, stride=2), (2, 3, 4, 4)),
-}
 
 
 def _to_ember(sd):

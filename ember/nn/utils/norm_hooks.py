@@ -181,12 +181,7 @@ def weight_norm(module: Module, name: str = "weight", dim: int | None = 0) -> Mo
 
 def remove_weight_norm(module: Module, name: str = "weight") -> Module:
     """Undo ``weight_norm``: ``<name>`` becomes one plain parameter equal to the current ``g * v / ||v||``."""
-    key, hook = _find_hook(module, WeightNorm, name)
-    if hook is None:
-        raise ValueError(f"remove_weight_norm: weight_norm of {name!r} not found in {type(module).__name__}")
-    hook.remove(module)
-    del module._forward_pre_hooks[key]
-    return module
+    return _remove(module, WeightNorm, name, "weight_norm")
 
 
 # ---- spectral normalization ---------------------------------------------------------------------
@@ -280,9 +275,14 @@ def spectral_norm(module: Module, name: str = "weight", n_power_iterations: int 
 
 def remove_spectral_norm(module: Module, name: str = "weight") -> Module:
     """Undo ``spectral_norm``: ``<name>`` becomes one plain parameter equal to the current ``weight_orig / sigma``."""
-    key, hook = _find_hook(module, SpectralNorm, name)
+    return _remove(module, SpectralNorm, name, "spectral_norm")
+
+
+def _remove(module: Module, cls, name: str, what: str) -> Module:
+    """Take ``what``'s hook for ``name`` off ``module``, leaving one plain parameter."""
+    key, hook = _find_hook(module, cls, name)
     if hook is None:
-        raise ValueError(f"remove_spectral_norm: spectral_norm of {name!r} not found in {type(module).__name__}")
+        raise ValueError(f"remove_{what}: {what} of {name!r} not found in {type(module).__name__}")
     hook.remove(module)
     del module._forward_pre_hooks[key]
     return module
