@@ -9,6 +9,8 @@
 ``summarize`` prints the layer table; ``build_report`` writes the HTML report;
 ``lr_find`` runs the learning-rate range test (Smith 2017) and suggests a learning rate;
 ``conv_matrix`` / ``conv_to_linear`` show a conv layer as its Toeplitz-structured matrix;
+``maximize_activation`` / ``class_model`` / ``dataset_examples`` show what a unit wants to see, ``guided_backprop``
+  (Springenberg 2015) which pixels it responds to;
 ``ember.diagnostics.visualize`` draws the pictures (matplotlib, imported lazily).
 """
 from ember.diagnostics.gradcheck import gradcheck, GradcheckReport
@@ -23,6 +25,8 @@ from ember.diagnostics.summary import ModelSummary, summarize
 from ember.diagnostics.report import build_report
 from ember.diagnostics.lr_finder import LRFindResult, lr_find
 from ember.diagnostics.conv_matrix import conv_matrix, conv_to_linear
+from ember.diagnostics.feature_viz import (FeatureVisualization, TopExamples, class_model, dataset_examples,
+                                          guided_backprop, maximize_activation)
 
 __all__ = [
     "gradcheck", "GradcheckReport", "gradcheck_model", "ActivationReport", "LayerStats", "UpdateRatioTracker",
@@ -30,4 +34,5 @@ __all__ = [
     "receptive_fields", "Attribution", "integrated_gradients", "occlusion", "plot_attributions", "saliency",
     "smoothgrad", "LossLandscape", "interpolate", "loss_surface", "random_directions", "ModelSummary", "summarize",
     "build_report", "LRFindResult", "lr_find", "conv_matrix", "conv_to_linear",
+    "FeatureVisualization", "TopExamples", "maximize_activation", "class_model", "dataset_examples", "guided_backprop",
 ]
