@@ -300,3 +300,76 @@ add_row("fractional_max_pool2d", lambda x, u, **kw: F.fractional_max_pool2d(x, r
                                                                             _random_samples=u, **kw),
         _fractional_samples,
         torch_fn=lambda x, u, **kw: TF.fractional_max_pool2d(x, return_indices=True, _random_samples=u, **kw))
+
+
+# ---- spatial transformers: grid_sample and affine_grid; the other interpolate modes ------------------------
+def _pixels_to_grid(i, size: int, align_corners: bool):
+    """Normalized grid entries that land on pixel coordinates ``i`` along an axis of ``size`` pixels."""
+    if align_corners:
+        return 2 * i / (size - 1) - 1 if size > 1 else np.zeros_like(i)
+    return (2 * i + 1) / size - 1
+
+
+def _kink_free_grid(rng, n: int, ho: int, wo: int, h: int, w: int, align_corners: bool):
+    """(n, ho, wo, 2) grid whose pixel coordinates are k/2 + u, u in [0.1, 0.4], for k from -2 size to
+    3 size: inside and far outside the image, 0.1 away from integers (bilinear's kinks, border clamps)
+    and half-integers (nearest's jumps). Reflection folds at multiples of 0.5 as well, so the reflected
+    coordinates keep that distance too."""
+    def coords(size):
+        return rng.integers(-4 * size, 6 * size, (n, ho, wo)) / 2 + rng.uniform(0.1, 0.4, (n, ho, wo))
+
+    return np.stack([_pixels_to_grid(coords(w), w, align_corners), _pixels_to_grid(coords(h), h, align_corners)],
+                    axis=-1)
+
+
+def _grid_sample_samples(rng):
+    out = []
+    for mode in ("bilinear", "nearest"):
+        for padding_mode in ("zeros", "border", "reflection"):
+            for ac in (False, True):
+                kw = dict(mode=mode, padding_mode=padding_mode, align_corners=ac)
+                out.append(Sample((_n(rng, 2, 3, 5, 6), _kink_free_grid(rng, 2, 4, 3, 5, 6, ac)), kw,
+                                  name=f"{mode}_{padding_mode}_{'ac' if ac else 'noac'}"))
+    kw = dict(mode="bilinear", padding_mode="reflection", align_corners=False)
+    out.append(Sample((_n(rng, 1, 2, 1, 4), _kink_free_grid(rng, 1, 3, 5, 1, 4, False)), kw, name="one_row"))
+    out.append(Sample((non_contiguous(_n(rng, 1, 2, 4, 3)), _kink_free_grid(rng, 1, 2, 6, 4, 3, True)),
+                      dict(kw, padding_mode="border", align_corners=True), name="noncontig"))
+    return out
+
+
+add_row("grid_sample", lambda x, g, **kw: F.grid_sample(x, g, **kw), _grid_sample_samples,
+        torch_fn=lambda x, g, **kw: TF.grid_sample(x, g, **kw))
+
+
+def _affine_grid_samples(rng):
+    return [Sample((_n(rng, 2, 2, 3),), dict(size=(2, 3, 4, 5), align_corners=False), name="2d"),
+            Sample((_n(rng, 2, 2, 3),), dict(size=(2, 1, 3, 6), align_corners=True), name="2d_ac"),
+            Sample((_n(rng, 1, 2, 3),), dict(size=(1, 1, 1, 4), align_corners=False), name="one_row"),
+            Sample((_n(rng, 2, 3, 4),), dict(size=(2, 1, 2, 3, 4), align_corners=False), name="3d"),
+            Sample((_n(rng, 1, 3, 4),), dict(size=(1, 2, 3, 2, 4), align_corners=True), name="3d_ac")]
+
+
+add_row("affine_grid", lambda t, **kw: F.affine_grid(t, **kw), _affine_grid_samples,
+        torch_fn=lambda t, **kw: TF.affine_grid(t, **kw))
+
+# (PyTorch's bicubic backward copies when both sizes stay even if a scale factor says otherwise, unlike
+# its forward; no sample here keeps both sizes with a scale factor.)
+_RESIZE_MODES = [
+    ("bicubic", (2, 2, 4, 5), dict(size=(7, 9), mode="bicubic")),
+    ("bicubic_ac", (1, 2, 4, 5), dict(scale_factor=1.5, mode="bicubic", align_corners=True)),
+    ("bicubic_down", (1, 2, 9, 7), dict(size=(4, 3), mode="bicubic", align_corners=False)),
+    ("bicubic_scale_frac", (1, 1, 5, 6), dict(scale_factor=(1.7, 2.3), mode="bicubic")),
+    ("bicubic_recompute", (1, 2, 5, 6), dict(scale_factor=(1.7, 0.6), mode="bicubic", recompute_scale_factor=True)),
+    ("bicubic_tiny", (1, 2, 1, 2), dict(size=(3, 5), mode="bicubic")),
+    ("area_down", (2, 2, 7, 9), dict(size=(3, 4), mode="area")),
+    ("area_tiles", (1, 2, 8, 6), dict(scale_factor=0.5, mode="area")),
+    ("area_up", (1, 2, 3, 4), dict(scale_factor=(1.7, 2.0), mode="area")),
+    ("area_1d", (2, 3, 11), dict(size=4, mode="area")),
+    ("nearest_exact", (2, 2, 4, 5), dict(size=(7, 9), mode="nearest-exact")),
+    ("nearest_exact_down", (1, 2, 9, 7), dict(scale_factor=(0.45, 0.7), mode="nearest-exact")),
+    ("nearest_exact_1d", (2, 3, 5), dict(scale_factor=2.3, mode="nearest-exact")),
+    ("bilinear_keep_w", (1, 2, 4, 7), dict(scale_factor=(2.0, 1.1), mode="bilinear")),
+    ("nearest_keep_w", (1, 2, 4, 7), dict(scale_factor=(1.5, 1.1), mode="nearest")),
+]
+fn, tfn = _same(F.interpolate, TF.interpolate)
+add_row("interpolate_modes", fn, _kw_samples(_RESIZE_MODES), torch_fn=tfn)

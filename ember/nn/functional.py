@@ -20,3 +20,4 @@ from ember.ops.margin import *  # noqa: F401,F403
 from ember.ops.activation_more import *  # noqa: F401,F403
 from ember.ops.embedding import *  # noqa: F401,F403
 from ember.ops.pool_fractional import *  # noqa: F401,F403
+from ember.ops.grid_sample import *  # noqa: F401,F403

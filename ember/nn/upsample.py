@@ -1,5 +1,5 @@
-"""Resizing layers: Upsample (nearest / bilinear), PixelShuffle, PixelUnshuffle; and ChannelShuffle
-(math in ember.ops.upsample)."""
+"""Resizing layers: Upsample (nearest, nearest-exact, linear, bilinear, bicubic, area), PixelShuffle,
+PixelUnshuffle; and ChannelShuffle (math in ember.ops.upsample)."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,11 @@ __all__ = ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d", "PixelShuf
 
 
 class Upsample(Module):
-    """Resize by ``size`` or ``scale_factor`` with PyTorch's coordinate conventions (see F.interpolate)."""
+    """Resize by ``size`` or ``scale_factor`` with PyTorch's coordinate conventions (see F.interpolate).
+
+    ``mode``: 'nearest', 'nearest-exact', 'area', and 'linear' for (N, C, L) or 'bilinear' /
+    'bicubic' for (N, C, H, W) inputs; ``align_corners`` only with the last three.
+    """
 
     def __init__(self, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
                  recompute_scale_factor=None):

@@ -1,22 +1,29 @@
-"""Resizing: interpolate (nearest, linear, bilinear), pixel_shuffle and pixel_unshuffle; and
-channel_shuffle, a rearrangement of channels like pixel_shuffle's of pixels.
+"""Resizing: interpolate (nearest, nearest-exact, linear, bilinear, bicubic, area), pixel_shuffle and
+pixel_unshuffle; and channel_shuffle, a rearrangement of channels like pixel_shuffle's of pixels.
 
-Nearest and (bi)linear resizing are separable: along each axis every output pixel is a
-fixed weighted sum of at most two input pixels, i.e. a small matrix ``A`` (out x in).
+Nearest, (bi)linear and bicubic resizing are separable: along each axis every output pixel
+is a fixed weighted sum of at most four input pixels, i.e. a small matrix ``A`` (out x in).
 For an image plane ``y = Ah @ x @ Aw.T``, so forward is two matrix products done by
 BLAS over the whole batch, and backward is the transpose, ``gx = Ah.T @ gy @ Aw``:
 no per-pixel loops and no scatter. Adaptive average pooling uses the same op with
-averaging matrices (ember/ops/pool_extra.py).
+averaging matrices (ember/ops/pool_extra.py), and 'area' resizing is adaptive average pooling.
 
 Coordinates follow PyTorch exactly (``scale = in/out``, or ``1/scale_factor`` when a
 scale factor is given and not recomputed):
 
-* nearest: ``src = min(floor(dst * scale), in - 1)``;
+* nearest: ``src = min(floor(dst * scale), in - 1)`` (in float32; 2-D inputs copy when
+  ``out == in`` and take ``dst // 2`` when ``out == 2 * in``, as PyTorch's 2-D kernel does);
+* nearest-exact: ``src = min(floor((dst + 0.5) * scale), in - 1)`` (pixel centers, no shift);
 * bilinear, ``align_corners=False``: ``src = max((dst + 0.5) * scale - 0.5, 0)``;
 * bilinear, ``align_corners=True``: ``src = dst * (in - 1) / (out - 1)``;
+* (bi)linear: an axis whose size stays is copied (PyTorch's kernel does so even when a scale
+  factor says otherwise);
 
 then ``i0 = floor(src)``, ``i1 = min(i0 + 1, in - 1)`` with weights ``1 - f`` and
-``f = src - i0``. Coordinates are computed in the input's precision, as PyTorch does.
+``f = src - i0``. Bicubic uses the same ``src`` without the clamp at 0 and the four taps
+``i0 - 1 .. i0 + 2`` (indices clamped into the image, so border taps add up) with Keys'
+cubic convolution weights, ``A = -0.75`` (Keys, 1981, "Cubic convolution interpolation for
+digital image processing"). Coordinates are computed in the input's precision, as PyTorch does.
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ def _apply_separable(x, ah, aw):
     xp = xp_of(x)
     n, c, h, w = x.shape
     t = x.reshape(n * c * h, w) @ aw.T  # one GEMM along W for the whole batch
-    t = t.reshape(n * c, h, -1)
+    t = t.reshape(n * c, h, aw.shape[0])
     y = xp.tensordot(ah, t, axes=(1, 1))  # (OH, N*C, OW): one GEMM along H
     return xp.ascontiguousarray(y.transpose(1, 0, 2)).reshape(n, c, ah.shape[0], aw.shape[0])
 
@@ -57,9 +64,19 @@ class Resample2d(Function):
         return _apply_separable(gy, self.ah.T, self.aw.T)
 
 
-def _nearest_matrix(n_in: int, n_out: int, scale: float, dtype):
-    # PyTorch computes nearest source indices in float32 whatever the input dtype.
-    src = np.floor(np.arange(n_out, dtype=np.float32) * np.float32(scale)).astype(np.int64)
+def _nearest_matrix(n_in: int, n_out: int, scale: float, dtype, exact: bool = False, shortcuts: bool = False):
+    """One-hot (out, in) matrix and source indices of nearest (or, ``exact``, nearest-exact) resizing.
+    ``shortcuts``: PyTorch's 2-D nearest kernel copies when out == in and halves when out == 2 * in,
+    whatever the scale factor says."""
+    dst = np.arange(n_out)
+    if shortcuts and n_out == n_in:
+        src = dst
+    elif shortcuts and n_out == 2 * n_in:
+        src = dst // 2
+    elif exact:  # PyTorch: floorf((dst + 0.5) * scale), the product in double, floored in float32
+        src = np.floor(((dst + 0.5) * np.float64(np.float32(scale))).astype(np.float32)).astype(np.int64)
+    else:  # PyTorch computes nearest source indices in float32 whatever the input dtype.
+        src = np.floor(dst.astype(np.float32) * np.float32(scale)).astype(np.int64)
     src = np.minimum(src, n_in - 1)
     a = np.zeros((n_out, n_in), dtype=dtype)
     a[np.arange(n_out), src] = 1
@@ -67,6 +84,8 @@ def _nearest_matrix(n_in: int, n_out: int, scale: float, dtype):
 
 
 def _linear_matrix(n_in: int, n_out: int, scale: float, align_corners: bool, dtype):
+    if n_out == n_in:  # PyTorch copies an axis whose size stays, whatever scale_factor says
+        return np.eye(n_in, dtype=dtype)
     dst = np.arange(n_out, dtype=dtype)
     if align_corners:
         src = dst * dtype.type((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
@@ -79,6 +98,32 @@ def _linear_matrix(n_in: int, n_out: int, scale: float, align_corners: bool, dty
     rows = np.arange(n_out)
     a[rows, i0] = 1 - f
     a[rows, i1] += f  # one entry per row in each assignment, so no repeated-index issue
+    return a
+
+
+def _cubic_matrix(n_in: int, n_out: int, scale: float, align_corners: bool, dtype):
+    """(out, in) matrix of bicubic resizing (Keys' kernel, A = -0.75; taps clamped into [0, in - 1])."""
+    a_ = dtype.type(-0.75)
+    dst = np.arange(n_out, dtype=dtype)
+    if align_corners:
+        src = dst * dtype.type((n_in - 1) / (n_out - 1) if n_out > 1 else 0.0)
+    else:
+        src = (dst + dtype.type(0.5)) * dtype.type(scale) - dtype.type(0.5)  # no clamp at 0, unlike linear
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    t = np.clip(src - i0, 0, 1).astype(dtype)
+    one = dtype.type(1)
+
+    def near(d):  # |d| <= 1
+        return ((a_ + 2) * d - (a_ + 3)) * d * d + one
+
+    def far(d):  # 1 < |d| < 2
+        return ((a_ * d - 5 * a_) * d + 8 * a_) * d - 4 * a_
+
+    weights = (far(t + one), near(t), near(one - t), far((one - t) + one))
+    a = np.zeros((n_out, n_in), dtype=dtype)
+    rows = np.arange(n_out)
+    for k, wk in enumerate(weights):  # clamped taps repeat at the border: add.at sums them
+        np.add.at(a, (rows, np.clip(i0 - 1 + k, 0, n_in - 1)), wk)
     return a
 
 
@@ -106,39 +151,60 @@ def _sizes(op: str, spatial: tuple, size, scale_factor, recompute: bool):
     return out, scales
 
 
+_MODES = {3: ("nearest", "linear", "area", "nearest-exact"),
+          4: ("nearest", "bilinear", "bicubic", "area", "nearest-exact")}
+_INTERPOLATING = ("linear", "bilinear", "bicubic")
+
+
 def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
-                recompute_scale_factor=None) -> Tensor:
-    """Resize (N, C, H, W) [modes 'nearest', 'bilinear'] or (N, C, L) ['nearest', 'linear'].
+                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize (N, C, H, W) [modes 'nearest', 'nearest-exact', 'bilinear', 'bicubic', 'area'] or
+    (N, C, L) ['nearest', 'nearest-exact', 'linear', 'area'] to (N, C, OH, OW) or (N, C, OL).
 
     Give exactly one of ``size`` (output size) and ``scale_factor`` (output = floor(in * s)).
-    ``align_corners`` (linear modes only, default False) maps corner pixel centers onto each
-    other. Backward is the transposed resize.
+    ``align_corners`` (interpolating modes only, default False) maps corner pixel centers onto
+    each other. A given ``scale_factor`` also sets the coordinate scale (``1 / s``) unless
+    ``recompute_scale_factor=True``, which uses ``in / out`` instead, as if ``size`` had been
+    given ('area' always does). 'area' is adaptive average pooling. ``antialias=True`` is not
+    supported. Backward is the transposed resize.
     """
     x = input
-    modes = {3: ("nearest", "linear"), 4: ("nearest", "bilinear")}
-    if x.ndim not in modes:
+    if x.ndim not in _MODES:
         raise ShapeError(f"interpolate: expected a 3-d (N, C, L) or 4-d (N, C, H, W) input, got shape {x.shape}")
-    if mode not in modes[x.ndim]:
+    if mode not in _MODES[x.ndim]:
         raise ValueError(f"interpolate: mode {mode!r} is not supported for {x.ndim}-d input "
-                         f"(supported: {', '.join(modes[x.ndim])})")
-    if mode == "nearest" and align_corners is not None:
-        raise ValueError("interpolate: align_corners can only be set with the linear modes ('linear', 'bilinear')")
+                         f"(supported: {', '.join(_MODES[x.ndim])})")
+    if mode not in _INTERPOLATING and align_corners is not None:
+        raise ValueError(f"interpolate: align_corners can only be set with the interpolating modes "
+                         f"({', '.join(_INTERPOLATING)}), got mode {mode!r}")
+    if antialias:
+        raise ValueError(f"interpolate: antialias=True is not supported by ember (mode {mode!r}); "
+                         "only antialias=False is implemented")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("interpolate: recompute_scale_factor is not meaningful with an explicit size")
     if x.dtype.kind != "f":
         raise TypeError(f"interpolate: expected a floating point input, got {x.dtype}")
+    if 0 in x.shape[2:]:
+        raise ShapeError(f"interpolate: input must have non-empty spatial dimensions, got shape {x.shape}")
+    out, scales = _sizes("interpolate", x.shape[2:], size, scale_factor,
+                         bool(recompute_scale_factor) or mode == "area")
+    if mode == "area":
+        from ember.ops.pool_extra import adaptive_avg_pool1d, adaptive_avg_pool2d  # (pool_extra imports this)
+
+        return adaptive_avg_pool1d(x, out) if x.ndim == 3 else adaptive_avg_pool2d(x, out)
     flat = x.ndim == 3
-    if flat:
+    if flat:  # (N, C, L) runs as (N, C, 1, L)
         x = reshape(x, x.shape[:2] + (1, x.shape[2]))
-    out, scales = _sizes("interpolate", x.shape[2:] if not flat else x.shape[3:], size, scale_factor,
-                         bool(recompute_scale_factor))
-    if flat:
         out, scales = (1,) + out, (1.0,) + scales
     dtype = np.dtype(x.dtype)
-    if mode == "nearest":
-        (ah, rows), (aw, cols) = (_nearest_matrix(n, o, s, dtype) for n, o, s in zip(x.shape[2:], out, scales))
+    if mode in ("nearest", "nearest-exact"):
+        (ah, rows), (aw, cols) = (_nearest_matrix(n, o, s, dtype, exact=mode == "nearest-exact",
+                                                  shortcuts=mode == "nearest" and not flat)
+                                  for n, o, s in zip(x.shape[2:], out, scales))
         y = Resample2d.apply(x, ah=ah, aw=aw, rows=rows, cols=cols)
     else:
-        ac = bool(align_corners)
-        ah, aw = (_linear_matrix(n, o, s, ac, dtype) for n, o, s in zip(x.shape[2:], out, scales))
+        matrix = _cubic_matrix if mode == "bicubic" else _linear_matrix
+        ah, aw = (matrix(n, o, s, bool(align_corners), dtype) for n, o, s in zip(x.shape[2:], out, scales))
         y = Resample2d.apply(x, ah=ah, aw=aw)
     return reshape(y, y.shape[:2] + (y.shape[3],)) if flat else y
 
