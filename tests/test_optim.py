@@ -248,6 +248,11 @@ def test_step_with_closure_and_real_backward():
     (lambda ps: Adam(ps, betas=(1.0, 0.9)), "betas"),
     (lambda ps: RMSprop(ps, momentum=-0.5), "momentum"),
     (lambda ps: AdamW(ps, eps=-1.0), "eps"),
+    # regression: SGD, Adam, RMSprop and Adagrad compared with "< 0", which let NaN through
+    (lambda ps: SGD(ps, lr=float("nan")), "SGD: invalid learning rate lr=nan"),
+    (lambda ps: Adam(ps, weight_decay=float("nan")), "Adam: invalid weight_decay=nan"),
+    (lambda ps: RMSprop(ps, alpha=float("nan")), "RMSprop: invalid alpha=nan"),
+    (lambda ps: Adagrad(ps, eps=float("nan")), "Adagrad: invalid eps=nan"),
     (lambda ps: Adagrad(ps, lr_decay=-0.1), "Adagrad: invalid lr_decay=-0.1"),
     (lambda ps: Adagrad(ps, initial_accumulator_value=-1.0), "initial_accumulator_value"),
     (lambda ps: Adadelta(ps, rho=1.5), r"Adadelta: invalid rho=1.5 \(must be in \[0, 1\]\)"),

@@ -30,9 +30,7 @@ class Adadelta(Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0, *, maximize: bool = False):
-        for name, value in (("learning rate lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
-            if not 0.0 <= value:  # (NaN fails too)
-                raise ValueError(f"Adadelta: invalid {name}={value} (must be >= 0)")
+        self._check_args("Adadelta", lr=lr, eps=eps, weight_decay=weight_decay)
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Adadelta: invalid rho={rho} (must be in [0, 1])")
         defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize)

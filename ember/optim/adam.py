@@ -37,14 +37,7 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False, *,
                  maximize: bool = False, decoupled_weight_decay: bool = False):
         name = type(self).__name__
-        if lr < 0.0:
-            raise ValueError(f"{name}: invalid learning rate lr={lr} (must be >= 0)")
-        if eps < 0.0:
-            raise ValueError(f"{name}: invalid eps={eps} (must be >= 0)")
-        if len(betas) != 2 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"{name}: invalid betas={betas} (each must be in [0, 1))")
-        if weight_decay < 0.0:
-            raise ValueError(f"{name}: invalid weight_decay={weight_decay} (must be >= 0)")
+        self._check_args(name, betas, lr=lr, eps=eps, weight_decay=weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)

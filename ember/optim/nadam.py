@@ -37,12 +37,7 @@ class NAdam(Optimizer):
     def __init__(self, params: Iterable, lr: float = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, momentum_decay: float = 4e-3,
                  decoupled_weight_decay: bool = False, *, maximize: bool = False):
-        for name, value in (("learning rate lr", lr), ("eps", eps), ("weight_decay", weight_decay),
-                            ("momentum_decay", momentum_decay)):
-            if not 0.0 <= value:  # (NaN fails too)
-                raise ValueError(f"NAdam: invalid {name}={value} (must be >= 0)")
-        if len(betas) != 2 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"NAdam: invalid betas={betas} (each must be in [0, 1))")
+        self._check_args("NAdam", betas, lr=lr, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         momentum_decay=momentum_decay, decoupled_weight_decay=decoupled_weight_decay,
                         maximize=maximize)

@@ -131,6 +131,17 @@ class Optimizer:
         return list(batches.values())
 
     @staticmethod
+    def _check_args(opt: str, betas=None, **non_negative) -> None:
+        """Raise ValueError naming ``opt`` and the argument for a negative (or NaN) hyper-parameter,
+        or ``betas`` that are not a pair in [0, 1)."""
+        for key, value in non_negative.items():
+            if not 0.0 <= value:  # (NaN fails too, as in PyTorch)
+                label = "learning rate lr" if key == "lr" else key
+                raise ValueError(f"{opt}: invalid {label}={value} (must be >= 0)")
+        if betas is not None and (len(betas) != 2 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0)):
+            raise ValueError(f"{opt}: invalid betas={betas} (each must be in [0, 1))")
+
+    @staticmethod
     def _update_grad(x, g, group: dict[str, Any]):
         """The gradient an update uses: negated when ``maximize``; with ``weight_decay`` the L2
         term ``g + weight_decay * x``, or, where ``decoupled_weight_decay`` is set, the weights

@@ -38,11 +38,7 @@ class RAdam(Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *,
                  maximize: bool = False):
-        for name, value in (("learning rate lr", lr), ("eps", eps), ("weight_decay", weight_decay)):
-            if not 0.0 <= value:  # (NaN fails too)
-                raise ValueError(f"RAdam: invalid {name}={value} (must be >= 0)")
-        if len(betas) != 2 or not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
-            raise ValueError(f"RAdam: invalid betas={betas} (each must be in [0, 1))")
+        self._check_args("RAdam", betas, lr=lr, eps=eps, weight_decay=weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         decoupled_weight_decay=decoupled_weight_decay, maximize=maximize)
         super().__init__(params, defaults)

@@ -31,16 +31,7 @@ class RMSprop(Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False, *,
                  maximize: bool = False):
-        if lr < 0.0:
-            raise ValueError(f"RMSprop: invalid learning rate lr={lr} (must be >= 0)")
-        if eps < 0.0:
-            raise ValueError(f"RMSprop: invalid eps={eps} (must be >= 0)")
-        if momentum < 0.0:
-            raise ValueError(f"RMSprop: invalid momentum={momentum} (must be >= 0)")
-        if weight_decay < 0.0:
-            raise ValueError(f"RMSprop: invalid weight_decay={weight_decay} (must be >= 0)")
-        if alpha < 0.0:
-            raise ValueError(f"RMSprop: invalid alpha={alpha} (must be >= 0)")
+        self._check_args("RMSprop", lr=lr, eps=eps, momentum=momentum, weight_decay=weight_decay, alpha=alpha)
         defaults = dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
                         centered=centered, maximize=maximize)
         super().__init__(params, defaults)

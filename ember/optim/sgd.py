@@ -32,12 +32,7 @@ class SGD(Optimizer):
 
     def __init__(self, params: Iterable, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
-        if lr < 0.0:
-            raise ValueError(f"SGD: invalid learning rate lr={lr} (must be >= 0)")
-        if momentum < 0.0:
-            raise ValueError(f"SGD: invalid momentum={momentum} (must be >= 0)")
-        if weight_decay < 0.0:
-            raise ValueError(f"SGD: invalid weight_decay={weight_decay} (must be >= 0)")
+        self._check_args("SGD", lr=lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
                 f"SGD: nesterov=True requires momentum > 0 and dampening == 0 "
