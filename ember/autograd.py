@@ -118,6 +118,11 @@ class Function:
     """
 
     needs_input_grad: tuple = ()
+    # Positions of the inputs whose arrays backward reads (None: all of them). An input changed in
+    # place between forward and backward is an error only if backward reads it; an op lists its
+    # inputs here only when none of the others is saved and its output is a new array (not a view
+    # of an input: a view would see the change without the engine noticing).
+    saved_inputs: tuple | None = None
 
     def forward(self, *arrays, **attrs):
         raise NotImplementedError
@@ -226,8 +231,9 @@ def backward(root, gradient, retain_graph: bool = False, into: dict | None = Non
             raise GraphError(
                 f"{type(fn).__name__}.backward returned {len(gxs)} gradients for {len(fn.next)} inputs"
             )
-        for parent, gx, (shape, dtype, vc, version) in zip(fn.next, gxs, fn.in_meta):
-            if vc[0] != version:
+        for parent, gx, meta in zip(fn.next, gxs, fn.in_meta):
+            shape, dtype, vc, version = meta
+            if vc[0] != version and _reads_input(fn, meta):
                 raise GraphError(
                     f"{type(fn).__name__}: an input saved for backward was modified in place after "
                     f"the op ran (version {version} -> {vc[0]}); clone() it before changing it"
@@ -251,6 +257,12 @@ def backward(root, gradient, retain_graph: bool = False, into: dict | None = Non
         if not retain_graph:
             d.clear()
             fn.freed = True
+
+
+def _reads_input(fn: Function, meta: tuple) -> bool:
+    """Whether ``fn``'s backward reads the input that ``meta`` (an entry of ``fn.in_meta``) describes."""
+    saved = fn.saved_inputs
+    return saved is None or [m is meta for m in fn.in_meta].index(True) in saved
 
 
 def _leading_to(root: Function, into: dict) -> set:

@@ -206,6 +206,29 @@ def test_inplace_change_of_saved_tensor_raises():
         y.backward()
 
 
+def test_inplace_change_of_an_unsaved_input_is_allowed():
+    """Like PyTorch, only inputs that backward reads must stay unchanged: Add, Sub and Neg read none,
+    Embedding only its indices (regression: two max_norm lookups of one table used to refuse)."""
+    w = leaf(1.0, 2.0)
+    a = ember.tensor([3.0, 4.0], dtype=ember.float64)
+    y = ((w + a) - a).sum() + (-a).sum()
+    a.mul_(2)
+    y.backward()
+    np.testing.assert_allclose(w.grad.numpy(), [1.0, 1.0])
+    table = ember.nn.Embedding(4, 3, max_norm=1.0)
+    with ember.no_grad():
+        table.weight.mul_(5)  # every row's norm > 1: each lookup renormalizes the rows it picks
+    out = table(ember.tensor([0, 1])).sum() + table(ember.tensor([1, 2])).sum()  # row 2 rescaled after lookup 1
+    out = out + table(ember.tensor([3])).sum()  # rescales row 3 in place after the first two lookups ran
+    out.backward()
+    np.testing.assert_allclose(table.weight.grad.numpy().sum(axis=1), [3.0, 6.0, 3.0, 3.0])
+    b = ember.tensor([1.0, 2.0], dtype=ember.float64)
+    z = (w * b).sum()  # Mul reads b: still refused
+    b.add_(1)
+    with pytest.raises(GraphError, match="modified in place"):
+        z.backward()
+
+
 def test_inplace_change_through_detached_alias_raises():
     w = leaf(1.0, 2.0)
     y = w.exp()

@@ -73,6 +73,8 @@ def _binary(cls, name: str, a, b):
 
 # ---- arithmetic ----------------------------------------------------------------------------------
 class Add(Function):
+    saved_inputs = ()  # backward needs only gy
+
     def forward(self, a, b):
         return add_keep_channels_last(a, b)  # a residual sum stays channels-last (see backend)
 
@@ -86,6 +88,8 @@ def add(a, b, alpha=1) -> Tensor:
 
 
 class Sub(Function):
+    saved_inputs = ()  # backward needs only gy
+
     def forward(self, a, b):
         return a - b
 
@@ -174,6 +178,8 @@ def pow(a, b) -> Tensor:
 
 
 class Neg(Function):
+    saved_inputs = ()  # backward needs only gy
+
     def forward(self, x):
         return -x
 

@@ -46,6 +46,8 @@ def _sum_rows(idx, g, n_rows: int, scale_by_freq: bool):
 class Embedding(Function):
     """y = w[idx] for integer idx (*): (*, D); backward sums gy's rows into each picked row of w."""
 
+    saved_inputs = (1,)  # backward reads the indices, not the table (max_norm may rescale it later)
+
     def forward(self, w, idx, padding_idx, scale_grad_by_freq):
         self.idx, self.w_shape = idx, w.shape
         self.padding_idx, self.scale = padding_idx, scale_grad_by_freq
