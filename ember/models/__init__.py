@@ -1,9 +1,9 @@
 """The model zoo: classic networks with PyTorch's layer names.
 
 ``get_model(name, **kw)`` builds a model by name; ``list_models()`` lists the names.
-Each family lives in its own file (perceptron, mlp, lenet, vgg, resnet); the
-state_dict keys match the usual PyTorch definitions (torchvision's for VGG and
-ResNet-18/34) so weights move between the two.
+Each family lives in its own file (perceptron, mlp, lenet, vgg, resnet, mobilenet); the
+state_dict keys match the usual PyTorch definitions (torchvision's for VGG, the ImageNet
+ResNets, ResNeXts and wide ResNets, and MobileNetV2) so weights move between the two.
 """
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ from ember.models.mlp import MLP, mlp
 from ember.models.lenet import LeNet5, lenet5, lenet5_classic
 from ember.models.vgg import VGG, vgg11, vgg11_bn, vgg16, vgg16_bn
 from ember.models.resnet import (
-    BasicBlock, CifarResNet, ResNet, resnet18, resnet20, resnet32, resnet34, resnet56,
+    BasicBlock, Bottleneck, CifarResNet, ResNet, resnet18, resnet20, resnet32, resnet34, resnet56, resnet50,
+    resnet101, resnet152, resnext50_32x4d, resnext101_32x8d, wide_resnet50_2, wide_resnet101_2,
 )
+from ember.models.mobilenet import InvertedResidual, MobileNetV2, mobilenet_v2
 
 __all__ = [
     "get_model", "list_models", "register_model", "Perceptron", "MLP", "LeNet5", "VGG", "ResNet", "CifarResNet",
     "BasicBlock", "mlp", "lenet5", "lenet5_classic", "vgg11", "vgg11_bn", "vgg16", "vgg16_bn", "resnet18",
-    "resnet34", "resnet20", "resnet32", "resnet56",
+    "resnet34", "resnet20", "resnet32", "resnet56", "Bottleneck", "resnet50", "resnet101", "resnet152",
+    "resnext50_32x4d", "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2", "MobileNetV2", "InvertedResidual",
+    "mobilenet_v2",
 ]
 
 _REGISTRY: dict[str, Callable] = {
@@ -37,6 +41,14 @@ _REGISTRY: dict[str, Callable] = {
     "resnet56": resnet56,
     "resnet18": resnet18,
     "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "resnet152": resnet152,
+    "resnext50_32x4d": resnext50_32x4d,
+    "resnext101_32x8d": resnext101_32x8d,
+    "wide_resnet50_2": wide_resnet50_2,
+    "wide_resnet101_2": wide_resnet101_2,
+    "mobilenet_v2": mobilenet_v2,
 }
 
 
