@@ -320,6 +320,21 @@ def test_random_rotation_matches_grid_sample_and_rot90(mode):
     np.testing.assert_array_equal(T.RandomRotation(30, mode, generator=_g(2))(u), np.rint(ref))
 
 
+def test_bilinear_affine_warp_by_runs_of_images_on_threads(monkeypatch):
+    """Cut into runs of images on threads (as grid_sample's sampler is for large batches), the
+    bilinear warp gives exactly the one-run result, with fill blended in."""
+    from ember.ops import grid_sample as gs
+
+    x = _imgs(7, 3, 9, 11, dtype=np.float32)
+    kw = dict(degrees=30, translate=(0.2, 0.1), scale=(0.8, 1.2), interpolation="bilinear", fill=(0.1, 0.5, 0.9))
+    one = T.RandomAffine(**kw, generator=_g(3))(x)
+    monkeypatch.setattr(gs, "threads_for", lambda size: 2)
+    assert len(gs._image_runs(7, 1, np)) == 2
+    two = T.RandomAffine(**kw, generator=_g(3))(x)
+    np.testing.assert_array_equal(two, one)
+    assert np.isclose(two, 0.9).any() and not np.isclose(two, 0.9).all()  # fill shows where the warp left the image
+
+
 def test_affine_translation_shifts_whole_pixels_and_errors():
     x = _imgs(16, 1, 6, 8)
     p = T.RandomAffine(0, translate=(0.3, 0.4), generator=_g(0)).get_params(x)

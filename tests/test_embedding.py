@@ -66,6 +66,22 @@ def test_embedding_grad_sums_repeats_on_a_large_batch(rng):
     np.testing.assert_allclose(w.grad.data, want / np.maximum(counts, 1)[:, None], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("idx_dtype", [np.int64, np.int32])
+@pytest.mark.parametrize("kw", [{}, {"padding_idx": 5}, {"scale_grad_by_freq": True}])
+def test_embedding_grad_of_few_lookups_into_a_large_table_matches_torch(kw, idx_dtype, rng):
+    # 240 lookups into 1000 rows (2 * lookups <= rows): each picked row's first gradient is written,
+    # only the repeats are added (ember/ops/embedding.py's _sum_rows)
+    tm, em = _pair(torch.nn.Embedding(1000, 8, **kw), nn.Embedding(1000, 8, **kw), np.float32)
+    idx = rng.integers(0, 1000, (6, 40))
+    idx[0, :5] = 5  # picked five times (the padding row in one case)
+    idx[3, ::7] = 999  # six times, far apart
+    g = rng.standard_normal((6, 40, 8)).astype(np.float32)
+    em(ember.tensor(idx.astype(idx_dtype))).backward(ember.Tensor(g))
+    tm(torch.from_numpy(idx)).backward(torch.from_numpy(g))
+    np.testing.assert_allclose(em.weight.grad.data, tm.weight.grad.numpy(), **_tol(np.float32))
+    assert np.count_nonzero(em.weight.grad.data.any(axis=1)) == len(np.unique(idx)) - ("padding_idx" in kw)
+
+
 def test_embedding_shapes_dtypes_and_nonleaf_weight(rng):
     w = ember.Tensor(rng.standard_normal((5, 3)).astype(np.float32), requires_grad=True)
     assert F.embedding(ember.tensor(np.int32(2)), w).shape == (3,)

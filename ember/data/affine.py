@@ -3,10 +3,10 @@
 Each sample gets its own matrix: torchvision's inverse affine map (output pixel -> input pixel,
 in pixel units about the image centre, optionally about ``center``). Sampling matches
 ``F.affine_grid`` + ``F.grid_sample(align_corners=False, padding_mode="zeros")`` with the
-equivalent normalized matrix, done as one vectorized gather per bilinear corner. Like
-torchvision, a ``fill`` is blended in with the sampled in-bounds weight ``m``:
-``m * (sample - fill) + fill`` (bilinear) or ``fill where m < 0.5`` (nearest); ``fill=None``
-is grid_sample's plain zero padding.
+equivalent normalized matrix: nearest is one gather, bilinear runs grid_sample's sampler
+(ember/ops/grid_sample.py) on the pixel coordinates directly. Like torchvision, a ``fill`` is
+blended in with the sampled in-bounds weight ``m``: ``m * (sample - fill) + fill`` (bilinear)
+or ``fill where m < 0.5`` (nearest); ``fill=None`` is grid_sample's plain zero padding.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from ember.backend import xp_of
+from ember.ops.grid_sample import _image_runs, _in_image, _neighbours, _sample
 from ember.random import Generator, rng_for
 from ember.data.augment import (_batch_major, _fill_values, _gather_from, _image, _min_max, _restore, _uniform,
                                 _work_dtype)
@@ -70,32 +71,21 @@ def warp_affine(x, matrix, interpolation: str = "nearest", fill=None):
     coef = [m[:, r, k, None, None] for r in range(2) for k in range(3)]
     sx = coef[0] * xc + coef[1] * yc + (coef[2] + dt.type(W / 2 - 0.5))  # (N, H, W) input column
     sy = coef[3] * xc + coef[4] * yc + (coef[5] + dt.type(H / 2 - 0.5))  # input row
-    f = _fill_values("warp_affine", fill, c, xp, dt)
-    f = None if f is None else f[:, None]  # (C, 1, 1, 1): results below are channel-major (C, N, H, W)
-
-    def inside(r, q):
-        return (r >= 0) & (r <= H - 1) & (q >= 0) & (q <= W - 1)
-
-    def clip(r, q):
-        return xp.clip(r, 0, H - 1), xp.clip(q, 0, W - 1)
-
+    f = _fill_values("warp_affine", fill, c, xp, dt)  # (C, 1, 1) or None
     if interpolation == "nearest":  # a pure gather: no float round trip for uint8
         r, q = xp.rint(sy).astype(np.int64), xp.rint(sx).astype(np.int64)
-        outside = xp.asarray(0 if f is None else _restore(f, xb.dtype), dtype=xb.dtype)
-        return undo(_batch_major(xp.where(inside(r, q), _gather_from(xb)(*clip(r, q)), outside)))
-    g = _gather_from(xb.astype(dt, copy=False))
-    x0, y0 = xp.floor(sx), xp.floor(sy)
-    fx, fy = sx - x0, sy - y0
-    x0, y0 = x0.astype(np.int64), y0.astype(np.int64)
-    out, mask = 0, 0
-    for r, wy in ((y0, 1 - fy), (y0 + 1, fy)):  # the four corners
-        for q, wx in ((x0, 1 - fx), (x0 + 1, fx)):
-            w = wy * wx * inside(r, q)
-            out = out + g(*clip(r, q)) * w
-            mask = mask + w
+        inside = (r >= 0) & (r <= H - 1) & (q >= 0) & (q <= W - 1)
+        outside = xp.asarray(0 if f is None else _restore(f[:, None], xb.dtype), dtype=xb.dtype)  # (C, 1, 1, 1)
+        picked = _gather_from(xb)(xp.clip(r, 0, H - 1), xp.clip(q, 0, W - 1))  # channel-major (C, N, H, W)
+        return undo(_batch_major(xp.where(inside, picked, outside)))
+    # bilinear: grid_sample's sampler on the pixel coordinates (framed planes, one gather per corner)
+    pos, corners, _ = _neighbours(sx.reshape(n, H * W), sy.reshape(n, H * W), H, W, "bilinear")
+    out, _ = _sample(xb.astype(dt, copy=False), pos, corners, _image_runs(n, xb.size * len(corners), xp))
+    out = out.reshape(xb.shape)
     if f is not None:
+        mask = _in_image(pos, corners, H, W, dt).reshape(n, 1, H, W)  # the in-bounds weight m
         out = mask * (out - f) + f
-    return undo(_batch_major(_restore(out, xb.dtype)))
+    return undo(_restore(out, xb.dtype))
 
 
 def _degrees(name: str, arg: str, value) -> tuple:

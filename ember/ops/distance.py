@@ -54,17 +54,20 @@ def _broadcast(op: str, **named) -> tuple:
 
 # ---- primitives ---------------------------------------------------------------------------------------
 class VectorNorm(Function):
-    """||x||_p over ``axes`` (kept as size-1 dims), with PyTorch's subgradients.
+    """||x + shift||_p over ``axes`` (kept as size-1 dims if ``keepdim``), with PyTorch's subgradients.
 
     d||x||/dx = sign(x) (|x| / ||x||)^(p-1): x / ||x|| for p = 2, sign(x) for p = 1, 0 for p = 0;
     for p = +-inf sign(x) on the entries that attain the norm, shared evenly among ties
     (``split_ties=False`` gives each tie the full sign, as torch.pdist does). It is 0 where the
-    norm is 0 and at zero entries (no inf * 0 = nan there).
+    norm is 0 and at zero entries (no inf * 0 = nan there). ``shift`` is a number added to every
+    entry first (pairwise_distance's eps): inside the op it saves recording an add of a constant.
     """
 
-    def forward(self, x, p, axes, split_ties):
+    def forward(self, x, p, axes, split_ties, keepdim=True, shift=0.0):
         xp = xp_of(x)
-        a = xp.abs(x)
+        if shift:
+            x = x + x.dtype.type(shift)
+        a = None if p == 2 else xp.abs(x)  # p = 2 needs no |x|, in forward or backward
         if p == 2:
             n = xp.sqrt((x * x).sum(axis=axes, keepdims=True))
         elif p == 1:
@@ -77,11 +80,13 @@ class VectorNorm(Function):
             with np.errstate(divide="ignore"):  # 0 ** (p < 0) = inf: the norm is then 0, as in PyTorch
                 n = (a ** p).sum(axis=axes, keepdims=True) ** (1.0 / p)
         self.x, self.a, self.n, self.p, self.axes, self.split = x, a, n, p, axes, split_ties
-        return n.astype(x.dtype, copy=False)
+        n = n.astype(x.dtype, copy=False)
+        return n if keepdim else n.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
 
     def backward(self, gy):
         xp = xp_of(gy)
         x, a, n, p = self.x, self.a, self.n, self.p
+        gy = gy.reshape(n.shape)  # keepdim's size-1 dims back, so that gy broadcasts against x
         if p == 0:
             return xp.zeros(x.shape, dtype=gy.dtype)
         if p == 1:
@@ -93,15 +98,15 @@ class VectorNorm(Function):
             return gy * xp.sign(x) * hit
         nz = n > 0
         safe = xp.where(nz, n, 1)
-        g = x / safe if p == 2 else xp.sign(x) * xp.where(a > 0, a / safe, 1) ** (p - 1)
+        if p == 2:  # x * (gy / ||x||): the division on the small reduced array, one pass over x
+            return (x * xp.where(nz, gy / safe, 0)).astype(gy.dtype, copy=False)
+        g = xp.sign(x) * xp.where(a > 0, a / safe, 1) ** (p - 1)
         return (gy * xp.where(nz, g, 0)).astype(gy.dtype, copy=False)
 
 
-def _vector_norm(x: Tensor, p: float, axes: tuple, keepdim: bool, split_ties: bool = True) -> Tensor:
-    n = VectorNorm.apply(x, p=float(p), axes=axes, split_ties=split_ties)
-    if keepdim:
-        return n
-    return n.reshape(tuple(s for i, s in enumerate(x.shape) if i not in axes))
+def _vector_norm(x: Tensor, p: float, axes: tuple, keepdim: bool, split_ties: bool = True,
+                 shift: float = 0.0) -> Tensor:
+    return VectorNorm.apply(x, p=float(p), axes=axes, split_ties=split_ties, keepdim=keepdim, shift=shift)
 
 
 class ClampMinDetached(Function):
@@ -149,10 +154,10 @@ def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6,
     op = "pairwise_distance"
     _floats(op, x1=x1, x2=x2)
     _broadcast(op, x1=x1, x2=x2)
-    d = x1 - x2 + eps
+    d = x1 - x2
     axes = (d.ndim - 1,) if d.ndim else ()
     _check_p(op, p, d, axes)
-    return _vector_norm(d, p, axes, keepdim)
+    return _vector_norm(d, p, axes, keepdim, shift=eps)  # the norm of d + eps
 
 
 def pdist(input: Tensor, p: float = 2.0) -> Tensor:

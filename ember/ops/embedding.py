@@ -30,11 +30,22 @@ def _sum_rows(idx, g, n_rows: int, scale_by_freq: bool):
     xp, d = xp_of(g), g.shape[1]
     gw = xp.zeros((n_rows, d), dtype=g.dtype)
     if xp is np:
+        add_idx, add_g = idx, g
+        if 2 * idx.size <= n_rows:
+            # Few rows can be picked twice: sort the picks, write each picked row's first gradient
+            # (a plain row copy) and leave only the repeats to add (1.5x faster for 1e3 lookups
+            # into 1e4-5e4 rows; with many repeats the sort costs more than it saves).
+            order = np.argsort(idx, kind="stable")
+            rows = idx[order]
+            first = np.ones(rows.shape, dtype=bool)
+            first[1:] = rows[1:] != rows[:-1]
+            gw[rows[first]] = g[order[first]]
+            add_idx, add_g = rows[~first], g[order[~first]]
         # One index per element into the flattened table: NumPy's add.at has a fast path for 1-D
         # operands, 3-6x faster than adding whole rows (np.add.at(gw, idx, g)) and 1.1-3.4x faster
         # than sort + reduceat (NumPy 2.4; vocabularies 1e2-5e4, dims 16-300, 1e3-1e5 lookups).
-        flat = (idx.astype(np.int64)[:, None] * d + np.arange(d)).reshape(-1)
-        np.add.at(gw.reshape(-1), flat, g.reshape(-1))
+        flat = (add_idx.astype(np.int64)[:, None] * d + np.arange(d)).reshape(-1)
+        np.add.at(gw.reshape(-1), flat, add_g.reshape(-1))
     else:  # CuPy: atomic adds of whole rows (no K*D index array in GPU memory)
         scatter_add(gw, idx, g)
     if scale_by_freq:

@@ -18,7 +18,7 @@ the rows, as in PyTorch. Without it the samples are drawn from ``generator`` (an
 Windows differ per plane, so forward gathers the windows' elements with index arrays,
 one kernel offset at a time (a loop over KH*KW, never over pixels, planes or samples),
 keeping a running maximum; backward sends each output's gradient to its argmax with
-one ``bincount`` (the backward of AdaptiveMaxPool2d, which this Function extends).
+one scatter-add (the backward of AdaptiveMaxPool2d, which this Function extends).
 Ties go to the first maximum in row-major window order; a window holding NaNs reports
 its last NaN (both what PyTorch's CPU kernel does).
 """
